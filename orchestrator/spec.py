@@ -1,0 +1,243 @@
+"""A sweep: the grid of trials one user asks for, as a typed, validated model loadable from YAML.
+
+`SweepSpec.expand()` turns it into `TrialConfig`s whose ids are stable hashes of their science, so a
+trial is never run twice in a sweep. `validate_spec` collects every problem (not only the first) so that the
+REST API can name each bad field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from configs import CONFIG_DIR
+from worker import catalog
+from worker.config import TrialConfig
+
+PRESET_DIR = CONFIG_DIR / "sweeps"
+DEFAULT_MAX_TRIALS = 5000
+
+
+class EarlyStopping(BaseModel):
+    """Per-cell ASHA: trials of one (model, dataset, method, seed) cell compete; other cells never do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(3.0, gt=1.0, description="keep the top 1/reduction_factor at each rung")
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: float = Field(1.0, gt=0, description="CPUs per trial")
+    gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions pack several trials on one card")
+
+
+class ValidationProblem(BaseModel):
+    field: str
+    message: str
+
+
+class SweepSpecError(ValueError):
+    """Every problem of a spec, each naming its field."""
+
+    def __init__(self, problems: list[ValidationProblem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("sweep", description="a label for people; the sweep id is separate")
+    models: list[str]
+    datasets: list[str]
+    methods: list[str]
+    lrs: dict[str, list[float]] = Field(
+        default_factory=dict, description="LR grid per method; a method not named here uses the catalog's grid"
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    epochs: int | None = Field(None, ge=1, description="overrides every dataset's catalog epochs")
+    batch_size: int = Field(32, ge=1)
+    max_train_images: int | None = Field(None, ge=1)
+    max_eval_images: int | None = Field(None, ge=1)
+    method_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-method overrides of the catalog's optimizer options"
+    )
+    data_root: str = "data"
+    weights_root: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent_trials: int = Field(0, ge=0, description="0: as many as resources allow")
+    max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    storage: str | None = Field(None, description="results location: a path or an s3:// URI; None: the service's")
+    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, description="refuse grids larger than this")
+    probe: bool = Field(False, description="also run the layer-gradient probe for each (model, dataset)")
+    probe_batches: int = Field(8, ge=1)
+    threads_per_trial: int | None = Field(None, ge=1)
+
+    @field_validator("models", "datasets", "methods", "seeds")
+    @classmethod
+    def _non_empty(cls, v: list[Any]) -> list[Any]:
+        if not v:
+            raise ValueError("must name at least one")
+        if len(set(v)) != len(v):
+            raise ValueError("has duplicates")
+        return v
+
+    def lr_grid(self, method: str) -> list[float]:
+        if method in self.lrs:
+            return list(self.lrs[method])
+        return list(catalog.get_method(method).lr_grid)
+
+    def cells(self) -> list[tuple[str, str, str, int]]:
+        """(model, dataset, method, seed) groups whose trials differ only in LR."""
+        out = []
+        for m in self.models:
+            fam = catalog.get_model(m).family
+            for d in self.datasets:
+                for meth in self.methods:
+                    if not catalog.get_method(meth).applies_to(fam):
+                        continue
+                    for s in self.seeds:
+                        out.append((m, d, meth, s))
+        return out
+
+    def grid_size(self) -> int:
+        return sum(len(self.lr_grid(meth)) for (_, _, meth, _) in self.cells())
+
+    def expand(self) -> list[TrialConfig]:
+        """Every trial of the sweep, de-duplicated by trial id, in a stable order."""
+        seen: dict[str, TrialConfig] = {}
+        for m, d, meth, s in self.cells():
+            for lr in self.lr_grid(meth):
+                t = TrialConfig(
+                    model=m,
+                    dataset=d,
+                    method=meth,
+                    lr=float(lr),
+                    seed=s,
+                    epochs=self.epochs,
+                    batch_size=self.batch_size,
+                    data_root=self.data_root,
+                    weights_root=self.weights_root,
+                    max_train_images=self.max_train_images,
+                    max_eval_images=self.max_eval_images,
+                    method_options=dict(self.method_options.get(meth, {})),
+                    threads=self.threads_per_trial,
+                )
+                seen.setdefault(t.trial_id(), t)
+        return list(seen.values())
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _catalog_problems(spec: SweepSpec) -> list[ValidationProblem]:
+    problems: list[ValidationProblem] = []
+    for fld, keys, valid in (
+        ("models", spec.models, catalog.list_models()),
+        ("datasets", spec.datasets, catalog.list_datasets()),
+        ("methods", spec.methods, catalog.list_methods()),
+    ):
+        for i, k in enumerate(keys):
+            if k not in valid:
+                problems.append(
+                    ValidationProblem(field=f"{fld}[{i}]", message=f"unknown {fld[:-1]} {k!r}; valid: {', '.join(valid)}")
+                )
+    for meth in spec.lrs:
+        if meth not in spec.methods:
+            problems.append(
+                ValidationProblem(field=f"lrs.{meth}", message=f"LR grid for {meth!r}, which is not in methods {spec.methods}")
+            )
+    for meth, grid in spec.lrs.items():
+        if not grid:
+            problems.append(ValidationProblem(field=f"lrs.{meth}", message="empty LR grid"))
+        for i, lr in enumerate(grid):
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                problems.append(ValidationProblem(field=f"lrs.{meth}[{i}]", message=f"LR must be a finite number > 0, got {lr}"))
+    for meth in spec.method_options:
+        if meth not in spec.methods:
+            problems.append(
+                ValidationProblem(field=f"method_options.{meth}", message=f"options for {meth!r}, which is not in methods")
+            )
+    return problems
+
+
+def validate_spec(
+    spec: SweepSpec,
+    *,
+    cluster_gpus: float | None = None,
+    check_data: bool = True,
+) -> list[ValidationProblem]:
+    """Every problem of `spec`, each naming its field. `cluster_gpus=None` skips the GPU check."""
+    problems = _catalog_problems(spec)
+    if problems:
+        return problems  # later checks need valid catalog keys
+    if not spec.cells():
+        problems.append(ValidationProblem(field="methods", message="no method applies to any of the models"))
+    n = spec.grid_size()
+    if n > spec.max_trials:
+        problems.append(
+            ValidationProblem(field="max_trials", message=f"the grid has {n} trials, more than max_trials={spec.max_trials}")
+        )
+    if cluster_gpus is not None and spec.resources.gpus > 0 and cluster_gpus <= 0:
+        problems.append(
+            ValidationProblem(
+                field="resources.gpus",
+                message=f"{spec.resources.gpus} GPUs per trial asked of a cluster with no GPUs; use 0",
+            )
+        )
+    if check_data:
+        from worker.data import check_layout  # imported late: torch-free callers may skip data checks
+
+        for i, d in enumerate(spec.datasets):
+            msg = check_layout(d, spec.data_root)
+            if msg:
+                problems.append(ValidationProblem(field=f"datasets[{i}]", message=msg))
+    return problems
+
+
+def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
+    """A spec from a YAML file, a YAML string or a dict; pydantic errors become a SweepSpecError."""
+    from pydantic import ValidationError
+
+    if isinstance(source, dict):
+        data = source
+    else:
+        p = Path(source)
+        text = p.read_text() if p.suffix in (".yaml", ".yml", ".json") or p.exists() else str(source)
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SweepSpecError([ValidationProblem(field="spec", message="a sweep spec must be a mapping")])
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as e:
+        raise SweepSpecError(
+            [ValidationProblem(field=".".join(str(x) for x in err["loc"]) or "spec", message=err["msg"]) for err in e.errors()]
+        ) from None
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str, overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """A preset from configs/sweeps/, with top-level fields replaced by `overrides`."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise SweepSpecError(
+            [ValidationProblem(field="preset", message=f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}")]
+        )
+    data = yaml.safe_load(path.read_text())
+    data.update(overrides or {})
+    return load_spec(data)
