@@ -1,0 +1,61 @@
+"""Accuracy, train-weighted group accuracy and worst-group accuracy on hand-made predictions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from worker.data import EvalSplit, compute_split_metrics
+
+GROUP = ("acc", "weighted_acc", "worst_group_acc")
+
+
+def _split(name: str = "test", metrics: tuple[str, ...] = GROUP) -> EvalSplit:
+    return EvalSplit(name=name, dataset=torch.utils.data.TensorDataset(torch.zeros(1)), metrics=metrics)
+
+
+def t(*values: int) -> torch.Tensor:
+    return torch.tensor(values)
+
+
+def test_plain_accuracy() -> None:
+    out = compute_split_metrics(_split("id_val", ("acc",)), t(0, 1, 1, 0), t(0, 1, 0, 0), t(-1, -1, -1, -1), None)
+    assert out == {"id_val/acc": 0.75}
+
+
+def test_weighted_and_worst_group() -> None:
+    # group 0: 2/2 right, group 1: 1/2, group 2: 0/1, group 3: 3/3
+    labels = t(0, 0, 0, 0, 1, 1, 1, 1)
+    groups = t(0, 0, 1, 1, 2, 3, 3, 3)
+    preds = t(0, 0, 0, 1, 0, 1, 1, 1)
+    weights = {0: 3498.0, 1: 184.0, 2: 56.0, 3: 1057.0}
+    out = compute_split_metrics(_split(), preds, labels, groups, weights)
+    expected = (3498 * 1.0 + 184 * 0.5 + 56 * 0.0 + 1057 * 1.0) / (3498 + 184 + 56 + 1057)
+    assert out["test/acc"] == pytest.approx(6 / 8)
+    assert out["test/weighted_acc"] == pytest.approx(expected)
+    assert out["test/worst_group_acc"] == 0.0
+    assert set(out) == {"test/acc", "test/weighted_acc", "test/worst_group_acc"}
+
+
+def test_absent_groups_drop_out_of_weighted_and_worst() -> None:
+    out = compute_split_metrics(_split(), t(0, 1, 1), t(0, 0, 1), t(0, 0, 3), {0: 1.0, 1: 5.0, 2: 5.0, 3: 3.0})
+    assert out["test/weighted_acc"] == pytest.approx((1 * 0.5 + 3 * 1.0) / 4)
+    assert out["test/worst_group_acc"] == 0.5
+
+
+def test_logits_are_reduced_to_predictions() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, -1.0]])
+    assert compute_split_metrics(_split("v", ("acc",)), logits, t(0, 1, 1), t(-1, -1, -1), None) == {"v/acc": 2 / 3}
+
+
+def test_bad_inputs_are_named() -> None:
+    with pytest.raises(ValueError, match="group_weights"):
+        compute_split_metrics(_split(), t(0), t(0), t(0), None)
+    with pytest.raises(ValueError, match="shapes"):
+        compute_split_metrics(_split(), t(0, 1), t(0), t(0, 0), {0: 1.0})
+    with pytest.raises(ValueError, match="no predictions"):
+        compute_split_metrics(_split(), t(), t(), t(), {0: 1.0})
+    with pytest.raises(ValueError, match="all -1"):
+        compute_split_metrics(_split(), t(0), t(0), t(-1), {0: 1.0})
+    with pytest.raises(ValueError, match="unknown metrics"):
+        compute_split_metrics(_split(metrics=("acc", "f1")), t(0), t(0), t(0), None)
