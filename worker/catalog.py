@@ -7,10 +7,11 @@ name is spelled in exactly one place (the YAML files) and an unknown key fails w
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

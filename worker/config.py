@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 # Trial outcomes. `diverged` is a clean stop on a NaN/inf loss, never a crash.
 STATUS_COMPLETED = "completed"
@@ -69,7 +70,7 @@ class TrialConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrialConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -88,6 +89,7 @@ class TrialConfig:
             "batch_size": self.batch_size,
             "max_train_images": self.max_train_images,
             "max_eval_images": self.max_eval_images,
+            "pretrained": self.pretrained,
             "method_options": dict(sorted(self.method_options.items())),
         }
 
