@@ -1,0 +1,296 @@
+"""`shiftsweep`: the command-line client of the REST API, and `serve` to run the API itself.
+
+    shiftsweep serve --port 8000
+    shiftsweep submit configs/sweeps/demo.yaml          # or: --preset demo --set epochs=2 --set seeds=[0,1]
+    shiftsweep watch <id>; shiftsweep tables <id> ood --format latex --out table1.tex
+
+Every command except `serve` speaks HTTP only. The server and token come from --url / --token or the
+environment (SHIFTSWEEP_URL, SHIFTSWEEP_API_TOKEN). Server errors are printed as the server wrote them.
+Exit status: 0 success; 1 an error from the server, or a watched sweep that failed; 2 bad usage;
+3 a watched sweep that was cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from api.client import DEFAULT_URL, ApiClient, ClientError
+from api.watch import progress_line, watch
+
+RESULT_NAMES = ("trials", "epochs", "probe")
+EXIT_FOR_STATE = {"finished": 0, "failed": 1, "cancelled": 3}
+
+
+class UsageError(Exception):
+    """Bad command-line input; exit status 2."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`key=value` pairs; each value is read as YAML, so `3`, `0.5`, `[0, 1]`, `{cpus: 2}` keep their types."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as e:
+            raise UsageError(f"--set {key}: the value is not valid YAML: {e}") from None
+    return out
+
+
+# ---- commands ------------------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import get_settings
+
+    overrides: dict[str, Any] = {}
+    for name in ("storage", "registry", "ray_address"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    try:
+        settings = get_settings(**overrides)
+    except ValueError as e:
+        raise UsageError(f"invalid settings: {e}") from None
+    if not is_loopback(args.host) and settings.api_token is None:
+        raise UsageError(
+            f"refusing to listen on {args.host} without a token: set SHIFTSWEEP_API_TOKEN, or serve on 127.0.0.1"
+        )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_submit(client: ApiClient, args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.set or [])
+    if args.preset and args.spec:
+        raise UsageError("give a spec file or --preset, not both")
+    if args.preset:
+        body: dict[str, Any] = {"preset": args.preset, "overrides": overrides}
+    elif args.spec:
+        path = Path(args.spec)
+        if not path.is_file():
+            raise UsageError(f"spec file {path} does not exist")
+        try:
+            body = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise UsageError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(body, dict):
+            raise UsageError(f"{path} must hold a mapping of spec fields")
+        body.update(overrides)
+    else:
+        raise UsageError("give a spec file or --preset NAME")
+    sweep = client.submit(body, idempotency_key=args.idempotency_key)
+    if args.quiet:
+        print(sweep["id"])
+    else:
+        print(f"sweep {sweep['id']} ({sweep['name']}): {sweep['status']}, {sweep['total_trials']} trials")
+        if sweep.get("dashboard_url"):
+            print(f"  Ray job: {sweep['dashboard_url']}")
+    if args.watch:
+        return _watch(client, sweep["id"], args)
+    return 0
+
+
+def cmd_list(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.sweeps(limit=args.limit, offset=args.offset, status=args.status)
+    if args.json:
+        print(json.dumps(page, indent=1))
+        return 0
+    rows = [(s["id"], s["status"], s["name"], s["created_at"][:19], s.get("job_id") or "") for s in page["data"]]
+    header = ("ID", "STATUS", "NAME", "CREATED", "JOB")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(f"{len(rows)} of {page['count']} sweeps")
+    return 0
+
+
+def cmd_status(client: ApiClient, args: argparse.Namespace) -> int:
+    sweep = client.sweep(args.sweep_id)
+    if args.json:
+        print(json.dumps(sweep, indent=1))
+        return 0
+    print(progress_line(sweep, bar=False))
+    print(f"  job {sweep.get('job_id')} ({sweep.get('job_status') or 'not asked'})  {sweep.get('dashboard_url') or ''}")
+    print(f"  results: {sweep['results_dir']}")
+    if sweep.get("error"):
+        print(f"  error: {sweep['error']}")
+    return 0
+
+
+def _watch(client: ApiClient, sweep_id: str, args: argparse.Namespace) -> int:
+    try:
+        final = watch(lambda: client.sweep(sweep_id), sys.stdout, interval_s=args.interval, timeout_s=args.timeout)
+    except TimeoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if final.get("error"):
+        print(f"error: {final['error']}", file=sys.stderr)
+    return EXIT_FOR_STATE.get(final["status"], 1)
+
+
+def cmd_watch(client: ApiClient, args: argparse.Namespace) -> int:
+    return _watch(client, args.sweep_id, args)
+
+
+def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
+    sweep = client.cancel(args.sweep_id)
+    print(f"sweep {sweep['id']}: {sweep['status']}")
+    return 0
+
+
+def cmd_resume(client: ApiClient, args: argparse.Namespace) -> int:
+    sweep = client.resume(args.sweep_id)
+    print(f"sweep {sweep['id']}: {sweep['status']} as job {sweep['job_id']}")
+    return 0
+
+
+def cmd_tables(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.name is None:
+        listing = client.tables(args.sweep_id)
+        print("tables: " + ", ".join(listing["data"]))
+        print("formats: " + ", ".join(listing["formats"]))
+        return 0
+    content = client.table(args.sweep_id, args.name, args.format)
+    if args.out:
+        Path(args.out).write_bytes(content)
+        print(f"wrote {args.out} ({len(content)} bytes)")
+    elif args.format == "parquet":
+        raise UsageError("parquet is binary: give --out FILE")
+    else:
+        sys.stdout.write(content.decode())
+    return 0
+
+
+def cmd_download(client: ApiClient, args: argparse.Namespace) -> int:
+    out = Path(args.out or args.sweep_id)
+    out.mkdir(parents=True, exist_ok=True)
+    for which in args.which or RESULT_NAMES:
+        path = out / f"{which}.parquet"
+        path.write_bytes(client.results(args.sweep_id, which))
+        print(f"wrote {path}")
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shiftsweep", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--url", default=os.environ.get("SHIFTSWEEP_URL", DEFAULT_URL), help="the service (SHIFTSWEEP_URL)")
+    p.add_argument(
+        "--token", default=os.environ.get("SHIFTSWEEP_API_TOKEN"), help="bearer token (SHIFTSWEEP_API_TOKEN)"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the REST API (uvicorn)")
+    s.add_argument("--host", default="127.0.0.1", help="beyond localhost only with SHIFTSWEEP_API_TOKEN set")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--storage", help="results root (SHIFTSWEEP_STORAGE)")
+    s.add_argument("--registry", help="SQLite registry file (SHIFTSWEEP_REGISTRY)")
+    s.add_argument("--ray-address", help="Ray dashboard address for jobs (SHIFTSWEEP_RAY_ADDRESS)")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    # every argument after `demo` is the demo's own (`shiftsweep demo --help` shows them)
+    sub.add_parser("demo", help="run the embedded end-to-end demo (python -m api.demo)", add_help=False)
+
+    s = sub.add_parser("submit", help="submit a sweep: a spec file, or --preset")
+    s.add_argument("spec", nargs="?", help="a sweep spec YAML file")
+    s.add_argument("--preset", help="a preset name (see GET /catalog)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="replace a top-level spec field (repeatable)")
+    s.add_argument("--idempotency-key", help="resubmitting with the same key returns the first sweep")
+    s.add_argument("--quiet", action="store_true", help="print only the sweep id")
+    s.add_argument("--watch", action="store_true", help="then follow it until it ends")
+
+    s = sub.add_parser("list", help="list sweeps, newest first")
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--offset", type=int, default=0)
+    s.add_argument("--status", help="only sweeps in this state")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("status", help="one sweep's state and progress")
+    s.add_argument("sweep_id")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("watch", help="follow a sweep until it ends")
+    s.add_argument("sweep_id")
+    for sp in (sub.choices["watch"], sub.choices["submit"]):
+        sp.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+        sp.add_argument("--timeout", type=float, help="give up after this many seconds")
+
+    for name, helptext in (("cancel", "stop a sweep (it can be resumed)"), ("resume", "continue an ended sweep")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("sweep_id")
+
+    s = sub.add_parser("tables", help="print or save a comparison table; without NAME, list them")
+    s.add_argument("sweep_id")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--format", default="markdown", help="markdown, csv, latex, json or parquet")
+    s.add_argument("--out", help="write to this file instead of the terminal")
+
+    s = sub.add_parser("download", help="download the sweep's Parquet files")
+    s.add_argument("sweep_id")
+    s.add_argument("--out", help="directory (default: ./<sweep_id>)")
+    s.add_argument("--which", nargs="+", choices=RESULT_NAMES, help="default: all three")
+    return p
+
+
+COMMANDS = {
+    "submit": cmd_submit,
+    "list": cmd_list,
+    "status": cmd_status,
+    "watch": cmd_watch,
+    "cancel": cmd_cancel,
+    "resume": cmd_resume,
+    "tables": cmd_tables,
+    "download": cmd_download,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "demo":
+            from api.demo import main as demo_main  # starts its own Ray head and API; imported only when asked
+
+            return demo_main(extra)
+        with ApiClient(args.url, args.token) as client:
+            return COMMANDS[args.command](client, args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ClientError as e:
+        print(e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

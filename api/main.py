@@ -1,0 +1,106 @@
+"""The FastAPI application, built by `create_app()` (nothing is created at import time).
+
+uvicorn --factory api.main:create_app          # or: shiftsweep serve
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from api import API_PREFIX
+from api.errors import ApiError
+from api.file_cache import FileCache
+from api.jobs import JobBackend, RayJobBackend
+from api.paths import UnsafePathError
+from api.registry import SqliteSweepRepository, SweepRepository
+from api.routers import catalog, health, results, sweeps, trials
+from api.schemas import PresetSubmission
+from api.service import SweepService
+from api.settings import Settings, get_settings
+from api.sweep_files import SweepFiles
+from orchestrator.spec import SweepSpec
+
+log = logging.getLogger(__name__)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """('query', 'limit') -> 'query.limit'; ('body', 'models', 0) -> 'body.models[0]'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "request"
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in exc.errors()]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+async def _unsafe_path(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the service's log"}, status_code=500)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, plus the two submission shapes POST /sweeps accepts (its body is parsed by hand so
+    that every problem is reported with the spec's own field names)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (SweepSpec, PresetSubmission):
+        js = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+        components.update(js.pop("$defs", {}))
+        components[model.__name__] = js
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    backend: JobBackend | None = None,
+    repository: SweepRepository | None = None,
+) -> FastAPI:
+    """The service over `settings` (default: from the environment), a job backend and a sweep registry."""
+    settings = settings or get_settings()
+    settings.storage.mkdir(parents=True, exist_ok=True)
+    backend = backend or RayJobBackend(settings.ray_address, dashboard_url=settings.dashboard_url)
+    repository = repository or SqliteSweepRepository(settings.registry_file)
+    files = SweepFiles(settings.storage, FileCache())
+
+    app = FastAPI(
+        title="shiftsweep",
+        version="0.1.0",
+        description="Fine-tuning method comparisons across pretrained vision models and distribution shifts, "
+        "run as Ray Jobs. Mutating endpoints need `Authorization: Bearer <token>` when the service has one.",
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.service = SweepService(settings, repository, backend, files)
+    for router in (sweeps.router, trials.router, results.router, catalog.router, health.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(UnsafePathError, _unsafe_path)
+    app.add_exception_handler(Exception, _unexpected)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

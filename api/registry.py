@@ -1,0 +1,255 @@
+"""The sweep registry: what the service knows of each sweep, kept in SQLite so that a restart loses nothing.
+
+`SweepRepository` is the interface the rest of the service uses; `SqliteSweepRepository` implements it with
+one short transaction per call, so a server database could replace it by implementing the same methods.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import string
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+# The lifecycle of a sweep as the service reports it. `submitted`: the job was handed to Ray; `cancelling`:
+# a stop was requested and the job has not ended yet.
+ACTIVE_STATES = ("submitted", "pending", "running", "cancelling")
+TERMINAL_STATES = ("finished", "cancelled", "failed")
+SWEEP_STATES = ACTIVE_STATES + TERMINAL_STATES
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+_ID_LENGTH = 10
+
+
+def new_sweep_id() -> str:
+    """Short, URL-safe and valid as a Ray submission id and a directory name: `s` + 10 of [a-z0-9]."""
+    return "s" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DuplicateKeyError(Exception):
+    """A sweep with this id or idempotency key exists already."""
+
+
+class UnknownSweepError(KeyError):
+    """No sweep has this id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    id: str
+    name: str
+    spec: dict[str, Any]
+    status: str
+    storage_dir: str
+    job_ids: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    error: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def job_id(self) -> str | None:
+        """The job of the latest run (the first submission or the latest resume)."""
+        return self.job_ids[-1] if self.job_ids else None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATES
+
+    def evolve(self, **changes: Any) -> SweepRecord:
+        return replace(self, **changes)
+
+
+class SweepRepository(ABC):
+    """Persistence of sweep records; every write is atomic."""
+
+    @abstractmethod
+    def add(self, *, record: SweepRecord) -> None:
+        """Insert a new record; DuplicateKeyError if its id or idempotency key is taken."""
+
+    @abstractmethod
+    def get(self, *, sweep_id: str) -> SweepRecord:
+        """The record, or UnknownSweepError."""
+
+    @abstractmethod
+    def find_by_idempotency_key(self, *, key: str) -> SweepRecord | None: ...
+
+    @abstractmethod
+    def page(self, *, limit: int, offset: int, status: str | None = None) -> tuple[list[SweepRecord], int]:
+        """A page of records, newest first, and the total count."""
+
+    @abstractmethod
+    def update(
+        self,
+        *,
+        sweep_id: str,
+        status: str | None = None,
+        job_ids: tuple[str, ...] | None = None,
+        error: str | None = None,
+        clear_error: bool = False,
+    ) -> SweepRecord:
+        """Change some fields of a record and stamp `updated_at`; returns the new record."""
+
+    @abstractmethod
+    def delete(self, *, sweep_id: str) -> None: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the store cannot be read."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    storage_dir TEXT NOT NULL,
+    job_ids_json TEXT NOT NULL DEFAULT '[]',
+    idempotency_key TEXT UNIQUE,
+    request_hash TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sweeps_created ON sweeps (created_at DESC, id);
+"""
+
+_COLUMNS = (
+    "id, name, spec_json, status, storage_dir, job_ids_json, idempotency_key, request_hash, error, "
+    "created_at, updated_at"
+)
+
+
+def _row_to_record(row: sqlite3.Row) -> SweepRecord:
+    return SweepRecord(
+        id=row["id"],
+        name=row["name"],
+        spec=json.loads(row["spec_json"]),
+        status=row["status"],
+        storage_dir=row["storage_dir"],
+        job_ids=tuple(json.loads(row["job_ids_json"])),
+        idempotency_key=row["idempotency_key"],
+        request_hash=row["request_hash"],
+        error=row["error"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+class SqliteSweepRepository(SweepRepository):
+    """SQLite in WAL mode, one connection per thread (threads of the server never share one)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()  # one connection per server thread, reused across requests
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0)
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        with conn:  # one transaction: committed on success, rolled back on error
+            yield conn
+
+    def add(self, *, record: SweepRecord) -> None:
+        try:
+            with self._connect() as conn:
+                conn.execute(
+                    f"INSERT INTO sweeps ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.name,
+                        json.dumps(record.spec, sort_keys=True),
+                        record.status,
+                        record.storage_dir,
+                        json.dumps(list(record.job_ids)),
+                        record.idempotency_key,
+                        record.request_hash,
+                        record.error,
+                        record.created_at.isoformat(),
+                        record.updated_at.isoformat(),
+                    ),
+                )
+        except sqlite3.IntegrityError as e:
+            raise DuplicateKeyError(str(e)) from None
+
+    def get(self, *, sweep_id: str) -> SweepRecord:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
+        return _row_to_record(row)
+
+    def find_by_idempotency_key(self, *, key: str) -> SweepRecord | None:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM sweeps WHERE idempotency_key = ?", (key,)).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def page(self, *, limit: int, offset: int, status: str | None = None) -> tuple[list[SweepRecord], int]:
+        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+        with self._connect() as conn:
+            total = conn.execute(f"SELECT COUNT(*) FROM sweeps {where}", args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM sweeps {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            ).fetchall()
+        return [_row_to_record(r) for r in rows], int(total)
+
+    def update(
+        self,
+        *,
+        sweep_id: str,
+        status: str | None = None,
+        job_ids: tuple[str, ...] | None = None,
+        error: str | None = None,
+        clear_error: bool = False,
+    ) -> SweepRecord:
+        if status is not None and status not in SWEEP_STATES:
+            raise ValueError(f"unknown sweep status {status!r}; valid: {', '.join(SWEEP_STATES)}")
+        sets, args = ["updated_at = ?"], [utcnow().isoformat()]
+        if status is not None:
+            sets.append("status = ?")
+            args.append(status)
+        if job_ids is not None:
+            sets.append("job_ids_json = ?")
+            args.append(json.dumps(list(job_ids)))
+        if error is not None or clear_error:
+            sets.append("error = ?")
+            args.append(error)  # type: ignore[arg-type]
+        with self._connect() as conn:
+            cur = conn.execute(f"UPDATE sweeps SET {', '.join(sets)} WHERE id = ?", (*args, sweep_id))
+            if cur.rowcount == 0:
+                raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
+            row = conn.execute(f"SELECT {_COLUMNS} FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        return _row_to_record(row)
+
+    def delete(self, *, sweep_id: str) -> None:
+        with self._connect() as conn:
+            conn.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,))
+
+    def ping(self) -> None:
+        with self._connect() as conn:
+            conn.execute("SELECT 1").fetchone()

@@ -1,0 +1,131 @@
+"""/sweeps: submit, list, describe, cancel and resume sweeps."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import status as http
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import ReadAccess, ServiceDep, WriteAccess
+from api.errors import Invalid
+from api.responses import json_response
+from api.schemas import ErrorResponse, SweepDetail, SweepPublic, SweepsPublic, SweepState
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+    404: {"model": ErrorResponse, "description": "no such sweep"},
+    422: {"model": ErrorResponse, "description": "every problem of the request, each naming its field"},
+}
+
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "a full sweep spec, or a preset with top-level overrides",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/SweepSpec"},
+                        {"$ref": "#/components/schemas/PresetSubmission"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+def _public(record: Any) -> SweepPublic:
+    return SweepPublic(
+        id=record.id,
+        name=record.name,
+        status=record.status,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        job_id=record.job_id,
+        error=record.error,
+    )
+
+
+@router.post(
+    "",
+    response_model=SweepDetail,
+    status_code=http.HTTP_201_CREATED,
+    dependencies=[WriteAccess],
+    openapi_extra=SUBMIT_BODY,
+    responses={
+        200: {"model": SweepDetail, "description": "a retry with the same Idempotency-Key: the first sweep"},
+        409: {"model": ErrorResponse, "description": "the Idempotency-Key was used for a different request"},
+        503: {"model": ErrorResponse, "description": "the cluster could not be reached"},
+        **ERRORS,
+    },
+)
+async def submit_sweep(
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    idempotency_key: Annotated[
+        str | None, Header(description="resubmitting with the same key returns the first")
+    ] = None,
+) -> SweepDetail:
+    """Validate a sweep and start it as a Ray Job."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise Invalid.one("body", f"not valid JSON: {e}") from None
+    record, created = await run_in_threadpool(service.submit, body, idempotency_key=idempotency_key)
+    if not created:
+        response.status_code = http.HTTP_200_OK
+    record, job_status = await run_in_threadpool(service.reconcile, record)
+    return await run_in_threadpool(service.detail, record, job_status)
+
+
+@router.get("", response_model=SweepsPublic, dependencies=[ReadAccess], responses=ERRORS)
+def list_sweeps(
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    status: Annotated[SweepState | None, Query(description="only sweeps in this state")] = None,
+) -> SweepsPublic:
+    """Sweeps, newest first."""
+    records, count = service.page(limit=limit, offset=offset, status=status)
+    return SweepsPublic(data=[_public(r) for r in records], count=count)
+
+
+@router.get("/{sweep_id}", response_model=SweepDetail, dependencies=[ReadAccess], responses=ERRORS)
+def get_sweep(sweep_id: str, service: ServiceDep) -> Response:
+    """State, trial counts, percent done, time left and the job's dashboard link."""
+    record, job_status = service.get(sweep_id)
+    return json_response(service.detail(record, job_status))
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    response_model=SweepDetail,
+    status_code=http.HTTP_202_ACCEPTED,
+    dependencies=[WriteAccess],
+    responses={409: {"model": ErrorResponse, "description": "the sweep has ended already"}, **ERRORS},
+)
+def cancel_sweep(sweep_id: str, service: ServiceDep) -> SweepDetail:
+    """Stop the sweep's job; the driver saves its state, so the sweep can be resumed later."""
+    record, job_status = service.cancel(sweep_id)
+    return service.detail(record, job_status)
+
+
+@router.post(
+    "/{sweep_id}/resume",
+    response_model=SweepDetail,
+    status_code=http.HTTP_202_ACCEPTED,
+    dependencies=[WriteAccess],
+    responses={409: {"model": ErrorResponse, "description": "the sweep is still running"}, **ERRORS},
+)
+def resume_sweep(sweep_id: str, service: ServiceDep) -> SweepDetail:
+    """Continue an ended sweep as a new job `<id>-r<N>`: finished trials stay, the rest run."""
+    record, job_status = service.resume(sweep_id)
+    return service.detail(record, job_status)

@@ -1,0 +1,78 @@
+"""The service's settings: one typed object read from the environment (prefix `SHIFTSWEEP_`).
+
+Created by `get_settings()` when the app is built, never at import time, so tests build apps with their own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Tokens that appear in examples and templates; a service guarded by one of them is not guarded at all.
+PLACEHOLDER_TOKENS = frozenset({"changethis", "changeme", "secret", "token", "password", "test", "xxx"})
+MIN_TOKEN_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """Everything the service is configured by; each field is the env variable `SHIFTSWEEP_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIFTSWEEP_", extra="ignore")
+
+    storage: Path = Field(Path("results"), description="results root: one directory per sweep lives here")
+    registry: Path | None = Field(None, description="SQLite registry file; default <storage>/registry.sqlite3")
+    base_dir: Path = Field(
+        default_factory=Path.cwd, description="relative data_root / weights_root of a spec are resolved against this"
+    )
+    api_token: str | None = Field(None, description="bearer token required by mutating endpoints; None: open")
+    protect_reads: bool = Field(False, description="also require the token for read endpoints")
+    ray_address: str | None = Field(
+        None, description="Ray dashboard address for job submission (http://host:8265); None: RAY_ADDRESS or local"
+    )
+    dashboard_url: str | None = Field(None, description="public dashboard URL shown to users; None: ray_address")
+    python: str = Field(sys.executable, description="absolute interpreter path the Ray Job runs the driver with")
+    cluster_gpus: float | None = Field(
+        None, ge=0, description="GPUs of the cluster for validation; None: ask the cluster"
+    )
+    check_data: bool = Field(True, description="check each dataset's on-disk layout before submitting")
+    stop_wait_s: int = Field(30, ge=1, description="seconds Ray waits after SIGINT before killing a cancelled driver")
+
+    @field_validator("api_token")
+    @classmethod
+    def _real_token(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if v.strip().lower() in PLACEHOLDER_TOKENS or len(v) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"SHIFTSWEEP_API_TOKEN must be a real secret of at least {MIN_TOKEN_LENGTH} characters, "
+                "not a placeholder; generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _absolute_python(cls, v: str) -> str:
+        if not Path(v).is_absolute():
+            raise ValueError(f"SHIFTSWEEP_PYTHON must be an absolute interpreter path, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        self.storage = self.storage.expanduser().resolve()
+        self.base_dir = self.base_dir.expanduser().resolve()
+        if self.registry is None:
+            self.registry = self.storage / "registry.sqlite3"
+        self.registry = self.registry.expanduser().resolve()
+        return self
+
+    @property
+    def registry_file(self) -> Path:
+        assert self.registry is not None  # filled by the validator
+        return self.registry
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with keyword overrides (tests, the `serve` command)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,203 @@
+"""End to end on a real local Ray head with its job server: submit over REST, restart the API mid-sweep,
+watch with the CLI until the sweep ends, read its trials and tables; then cancel a running sweep and resume it.
+
+The head runs as `ray start --head --block` in its own process group, with its own HOME and temp dir (so no
+Ray auth token of the user is picked up) and is ended by signalling that group only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from api.cli import main as cli
+from api.main import create_app
+from api.settings import Settings, get_settings
+from tests.api.support import TOKEN
+
+pytestmark = pytest.mark.slow
+
+DATASET = "synth_style"
+SWEEPS = "/api/v1/sweeps"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PORT_FLAGS = (
+    "port",
+    "ray-client-server-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "metrics-export-port",
+    "runtime-env-agent-port",
+    "node-manager-port",
+    "object-manager-port",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_dashboard() -> Iterator[str]:
+    base = Path(tempfile.mkdtemp(prefix="rayapi-"))  # short: Ray's socket paths must stay under ~107 characters
+    env = {**os.environ, "HOME": str(base / "home"), "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    (base / "home").mkdir()
+    dash = _free_port()
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    cmd = [ray_bin, "start", "--head", "--block", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}"]
+    # Every fixed default port gets a free one: other Ray clusters may run on this machine.
+    for flag in PORT_FLAGS:
+        cmd.append(f"--{flag}={_free_port()}")
+    cmd += ["--num-cpus=2", "--num-gpus=0", f"--temp-dir={base / 't'}", "--disable-usage-stats"]
+    log = (base / "ray.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/api/version", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head did not start:\n{(base / 'ray.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)  # the group this fixture started, nothing else
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from worker.synthetic import generate_benchmark
+
+    root = tmp_path_factory.mktemp("data")
+    generate_benchmark(DATASET, root, seed=0, n_train=64, n_eval=32)
+    return root
+
+
+@pytest.fixture
+def ray_settings(ray_dashboard: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return get_settings(storage=tmp_path / "results", base_dir=tmp_path, api_token=TOKEN, ray_address=ray_dashboard)
+
+
+def _spec(data_root: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "e2e",
+        "models": ["tiny_vit"],
+        "datasets": [DATASET],
+        "methods": ["sgd"],
+        "lrs": {"sgd": [1e-2, 3e-2]},
+        "epochs": 2,
+        "batch_size": 32,
+        "max_train_images": 64,
+        "max_eval_images": 32,
+        "pretrained": False,
+        "data_root": str(data_root),
+        "threads_per_trial": 1,
+        **extra,
+    }
+
+
+def _wait(client: TestClient, sweep_id: str, done: Any, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sweep = client.get(f"{SWEEPS}/{sweep_id}").json()
+        if done(sweep):
+            return sweep
+        time.sleep(0.5)
+    raise AssertionError(f"sweep {sweep_id} never reached the expected state: {sweep}")
+
+
+def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def test_submit_restart_watch_tables(ray_settings: Settings, data_root: Path, capsys: pytest.CaptureFixture[str]):
+    with TestClient(create_app(ray_settings), headers=AUTH) as first:
+        health = first.get("/api/v1/health").json()
+        assert health["ray"]["reachable"] is True, health
+        r = first.post(SWEEPS, json=_spec(data_root, resources={"cpus": 1, "gpus": 1}))
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "resources.gpus"
+        r = first.post(SWEEPS, json=_spec(data_root))
+        assert r.status_code == 201, r.text
+        sweep_id = r.json()["id"]
+        _wait(first, sweep_id, lambda s: s["status"] in ("running", "finished"))
+
+    # the API goes away mid-sweep; a new instance on the same registry finds the sweep and follows it
+    server, thread, url = _serve(ray_settings)
+    try:
+        code = cli(["--url", url, "--token", TOKEN, "watch", sweep_id, "--interval", "1", "--timeout", "400"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "finished" in out.splitlines()[-1]
+        assert cli(["--url", url, "tables", sweep_id, "ood"]) == 0
+        assert "Table 1" in capsys.readouterr().out
+        assert cli(["--url", url, "list"]) == 0 and sweep_id in capsys.readouterr().out
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    with TestClient(create_app(ray_settings), headers=AUTH) as again:
+        sweep = again.get(f"{SWEEPS}/{sweep_id}").json()
+        assert sweep["status"] == "finished" and sweep["counts"]["completed"] == 2 and sweep["percent_done"] == 100.0
+        assert sweep["driver"]["state"] == "finished" and sweep["dashboard_url"].endswith(sweep_id)
+        trials = again.get(f"{SWEEPS}/{sweep_id}/trials").json()
+        assert trials["count"] == 2 and all(t["id_val"] is not None for t in trials["data"])
+        epochs = again.get(f"{SWEEPS}/{sweep_id}/trials/{trials['data'][0]['trial_id']}/epochs").json()
+        assert [e["epoch"] for e in epochs["data"]] == [1, 2]
+        assert again.post(f"{SWEEPS}/{sweep_id}/cancel").status_code == 409
+
+
+def test_cancel_then_resume_on_the_cluster(ray_settings: Settings, data_root: Path):
+    spec = _spec(data_root, epochs=6, max_concurrent_trials=1)
+    with TestClient(create_app(ray_settings), headers=AUTH) as client:
+        sweep_id = client.post(SWEEPS, json=spec).json()["id"]
+        _wait(client, sweep_id, lambda s: s["counts"]["running"] + s["counts"]["completed"] > 0)
+        r = client.post(f"{SWEEPS}/{sweep_id}/cancel")
+        assert r.status_code == 202 and r.json()["status"] in ("cancelling", "cancelled")
+        cancelled = _wait(client, sweep_id, lambda s: s["status"] != "cancelling", timeout=120)
+        assert cancelled["status"] == "cancelled", cancelled
+        assert cancelled["driver"]["state"] == "cancelled"  # SIGINT reached the driver, which saved its state
+
+        r = client.post(f"{SWEEPS}/{sweep_id}/resume")
+        assert r.status_code == 202 and r.json()["job_id"] == f"{sweep_id}-r1"
+        done = _wait(client, sweep_id, lambda s: s["status"] not in ("submitted", "pending", "running"), timeout=400)
+        assert done["status"] == "finished", done
+        assert done["counts"]["completed"] == 2 and done["driver"]["runs"] == 2
