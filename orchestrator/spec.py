@@ -74,6 +74,7 @@ class SweepSpec(BaseModel):
     )
     data_root: str = "data"
     weights_root: str | None = None
+    pretrained: bool = Field(True, description="False: randomly initialised backbones (smoke tests only)")
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int = Field(0, ge=0, description="0: as many as resources allow")
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
@@ -82,6 +83,7 @@ class SweepSpec(BaseModel):
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, description="refuse grids larger than this")
     probe: bool = Field(False, description="also run the layer-gradient probe for each (model, dataset)")
     probe_batches: int = Field(8, ge=1)
+    probe_only: bool = Field(False, description="run only the probe: no trial is trained (needs probe: true)")
     threads_per_trial: int | None = Field(None, ge=1)
 
     @field_validator("models", "datasets", "methods", "seeds")
@@ -129,6 +131,7 @@ class SweepSpec(BaseModel):
                     batch_size=self.batch_size,
                     data_root=self.data_root,
                     weights_root=self.weights_root,
+                    pretrained=self.pretrained,
                     max_train_images=self.max_train_images,
                     max_eval_images=self.max_eval_images,
                     method_options=dict(self.method_options.get(meth, {})),
@@ -152,23 +155,31 @@ def _catalog_problems(spec: SweepSpec) -> list[ValidationProblem]:
         for i, k in enumerate(keys):
             if k not in valid:
                 problems.append(
-                    ValidationProblem(field=f"{fld}[{i}]", message=f"unknown {fld[:-1]} {k!r}; valid: {', '.join(valid)}")
+                    ValidationProblem(
+                        field=f"{fld}[{i}]", message=f"unknown {fld[:-1]} {k!r}; valid: {', '.join(valid)}"
+                    )
                 )
     for meth in spec.lrs:
         if meth not in spec.methods:
             problems.append(
-                ValidationProblem(field=f"lrs.{meth}", message=f"LR grid for {meth!r}, which is not in methods {spec.methods}")
+                ValidationProblem(
+                    field=f"lrs.{meth}", message=f"LR grid for {meth!r}, which is not in methods {spec.methods}"
+                )
             )
     for meth, grid in spec.lrs.items():
         if not grid:
             problems.append(ValidationProblem(field=f"lrs.{meth}", message="empty LR grid"))
         for i, lr in enumerate(grid):
             if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                problems.append(ValidationProblem(field=f"lrs.{meth}[{i}]", message=f"LR must be a finite number > 0, got {lr}"))
+                problems.append(
+                    ValidationProblem(field=f"lrs.{meth}[{i}]", message=f"LR must be a finite number > 0, got {lr}")
+                )
     for meth in spec.method_options:
         if meth not in spec.methods:
             problems.append(
-                ValidationProblem(field=f"method_options.{meth}", message=f"options for {meth!r}, which is not in methods")
+                ValidationProblem(
+                    field=f"method_options.{meth}", message=f"options for {meth!r}, which is not in methods"
+                )
             )
     return problems
 
@@ -183,12 +194,16 @@ def validate_spec(
     problems = _catalog_problems(spec)
     if problems:
         return problems  # later checks need valid catalog keys
+    if spec.probe_only and not spec.probe:
+        problems.append(ValidationProblem(field="probe_only", message="probe_only needs probe: true"))
     if not spec.cells():
         problems.append(ValidationProblem(field="methods", message="no method applies to any of the models"))
     n = spec.grid_size()
     if n > spec.max_trials:
         problems.append(
-            ValidationProblem(field="max_trials", message=f"the grid has {n} trials, more than max_trials={spec.max_trials}")
+            ValidationProblem(
+                field="max_trials", message=f"the grid has {n} trials, more than max_trials={spec.max_trials}"
+            )
         )
     if cluster_gpus is not None and spec.resources.gpus > 0 and cluster_gpus <= 0:
         problems.append(
@@ -223,7 +238,10 @@ def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
         return SweepSpec.model_validate(data)
     except ValidationError as e:
         raise SweepSpecError(
-            [ValidationProblem(field=".".join(str(x) for x in err["loc"]) or "spec", message=err["msg"]) for err in e.errors()]
+            [
+                ValidationProblem(field=".".join(str(x) for x in err["loc"]) or "spec", message=err["msg"])
+                for err in e.errors()
+            ]
         ) from None
 
 
@@ -236,7 +254,11 @@ def load_preset(name: str, overrides: dict[str, Any] | None = None) -> SweepSpec
     path = PRESET_DIR / f"{name}.yaml"
     if not path.exists():
         raise SweepSpecError(
-            [ValidationProblem(field="preset", message=f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}")]
+            [
+                ValidationProblem(
+                    field="preset", message=f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}"
+                )
+            ]
         )
     data = yaml.safe_load(path.read_text())
     data.update(overrides or {})

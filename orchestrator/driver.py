@@ -1,0 +1,202 @@
+"""A sweep's driver: from a spec to `<storage>/<sweep_id>/{spec.yaml, driver.json, *.parquet, tune/}`.
+
+It expands the grid, lists every trial as pending, runs the probe, then runs the trials through one Tuner,
+with the results store recording as they go. Resuming (same storage, same sweep id) continues Tune's saved
+experiment; a SIGINT or SIGTERM ends the run cleanly: results flushed, unfinished trials marked cancelled,
+Tune's state saved so that a later resume picks them up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator import tune_runner
+from orchestrator.cell_scheduler import CellScheduler
+from orchestrator.driver_state import DriverState
+from orchestrator.results import ResultsStore, probe_table, probed_pairs, write_probe
+from orchestrator.spec import SweepSpec, SweepSpecError, ValidationProblem, load_spec, validate_spec
+from orchestrator.storage import Location, is_uri
+from worker.config import TrialConfig
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.yaml"
+TUNE_DIR = "tune"
+
+
+class SweepExistsError(RuntimeError):
+    """A new sweep was started on a sweep id that already has results."""
+
+
+class SweepFailedError(RuntimeError):
+    """The driver itself failed (not a trial: failed trials are results). The cause is chained."""
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    state: str  # finished | cancelled | failed
+    counts: dict[str, int]
+    sweep_dir: str
+    error: str | None = None
+
+
+def sweep_location(storage: str | Path, sweep_id: str) -> Location:
+    if not sweep_id or "/" in sweep_id or sweep_id in (".", ".."):
+        raise ValueError(f"a sweep id must be a non-empty name without '/', got {sweep_id!r}")
+    return Location(storage).child(sweep_id)
+
+
+def _absolute(path: str | None) -> str | None:
+    if path is None or is_uri(path):
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def runtime_trial(trial: TrialConfig, spec: SweepSpec) -> dict[str, Any]:
+    """The TrialConfig dict a worker receives: absolute paths (trials run in their own directories), a device
+    and a thread count that match the trial's resources. None of these change the trial's id."""
+    d = trial.to_dict()
+    d["data_root"] = _absolute(d["data_root"])
+    d["weights_root"] = _absolute(d["weights_root"])
+    if spec.resources.gpus == 0:
+        d["device"] = "cpu"  # a worker that asked for no GPU must not take one it can see
+    if d["threads"] is None:
+        d["threads"] = max(1, int(spec.resources.cpus))
+    return d
+
+
+def stored_spec(sweep_dir: Location) -> SweepSpec | None:
+    data = sweep_dir.read_bytes(SPEC_FILE)
+    return None if data is None else load_spec(yaml.safe_load(data))
+
+
+def _check_start(spec: SweepSpec | None, sweep_dir: Location, *, resume: bool) -> SweepSpec:
+    """The spec to run: the given one, or on resume the stored one; a resume with a different spec is refused."""
+    previous = stored_spec(sweep_dir)
+    if not resume and (previous is not None or sweep_dir.exists("trials.parquet")):
+        raise SweepExistsError(f"sweep {sweep_dir.uri} already exists; resume it (--resume) or pick a new sweep id")
+    if spec is None:
+        if previous is None:
+            raise SweepSpecError(
+                [ValidationProblem(field="spec", message=f"no spec given and none in {sweep_dir.uri}")]
+            )
+        return previous
+    if previous is not None and previous.fingerprint() != spec.fingerprint():
+        raise SweepSpecError(
+            [ValidationProblem(field="spec", message=f"differs from the spec this sweep started with ({SPEC_FILE})")]
+        )
+    return spec
+
+
+def _run_probe(spec: SweepSpec, sweep_id: str, sweep_dir: Location, state: DriverState) -> None:
+    done = probed_pairs(sweep_dir)
+    jobs = [
+        {
+            "model": m,
+            "dataset": d,
+            "data_root": _absolute(spec.data_root),
+            "weights_root": _absolute(spec.weights_root),
+            "pretrained": spec.pretrained,
+            "max_batches": spec.probe_batches,
+            "batch_size": spec.batch_size,
+            "seed": spec.seeds[0],
+            "device": "cpu" if spec.resources.gpus == 0 else "auto",
+        }
+        for m in spec.models
+        for d in spec.datasets
+        if (m, d) not in done
+    ]
+    if not jobs:
+        return
+    tables = []
+    for job, rows, error in tune_runner.run_probes(jobs, cpus=spec.resources.cpus, gpus=spec.resources.gpus):
+        if error is not None:
+            log.error("probe of %s on %s failed: %s", job["model"], job["dataset"], error)
+            state.probe_error(job["model"], job["dataset"], error)
+        else:
+            tables.append(probe_table(sweep_id, job["model"], job["dataset"], rows or []))
+    if tables:
+        write_probe(sweep_dir, tables)
+
+
+def _scheduler(spec: SweepSpec) -> CellScheduler | None:
+    es = spec.early_stopping
+    if not es.enabled:
+        return None
+    return CellScheduler(grace_period=es.grace_period, reduction_factor=es.reduction_factor)
+
+
+class _TermAsInterrupt:
+    """Inside the block, SIGTERM is handled as SIGINT, which Tune turns into a clean, resumable stop."""
+
+    def __enter__(self) -> _TermAsInterrupt:
+        self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def run_sweep(
+    spec: SweepSpec | None,
+    sweep_id: str,
+    storage: str | Path,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    verbose: int = 1,
+    trial_fn: str = tune_runner.DEFAULT_TRIAL_FN,
+) -> SweepOutcome:
+    """Run (or resume) one sweep to its end, a cancel, or a failure; the outcome is also in driver.json."""
+    sweep_dir = sweep_location(storage, sweep_id)
+    spec = _check_start(spec, sweep_dir, resume=resume)
+    problems = validate_spec(spec, check_data=False)
+    if problems:
+        raise SweepSpecError(problems)
+    sweep_dir.makedirs()
+    sweep_dir.write_bytes(SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode())
+
+    trials = [] if spec.probe_only else spec.expand()
+    state = DriverState(sweep_dir, sweep_id, total_trials=len(trials))
+    store = ResultsStore(sweep_dir, sweep_id, trials, on_flush=state.update_counts)
+    store.flush()
+    interrupted, failure = False, None
+    try:
+        tune_runner.connect(address)  # first: Ray installs a SIGTERM handler of its own, replaced below
+        with _TermAsInterrupt():
+            if spec.probe:
+                _run_probe(spec, sweep_id, sweep_dir, state)
+            todo = set(store.unfinished())
+            if todo:
+                job = tune_runner.TuneJob(
+                    key=sweep_id,
+                    trials=[runtime_trial(t, spec) for t in trials if t.trial_id() in todo],
+                    experiment_dir=sweep_dir.child(TUNE_DIR).uri,
+                    cpus=spec.resources.cpus,
+                    gpus=spec.resources.gpus,
+                    max_concurrent_trials=spec.max_concurrent_trials,
+                    max_failures=spec.max_failures,
+                    scheduler=_scheduler(spec),
+                    verbose=verbose,
+                    trial_fn=trial_fn,
+                )
+                tune_runner.run_trials(job, store, resume=resume)  # returns early, not raising, on SIGINT
+    except KeyboardInterrupt:  # outside Tune's loop (probe, setup) or a second interrupt while Tune saved
+        interrupted = True
+    except Exception as e:  # recorded, then raised for the job's log
+        failure = e
+    interrupted = store.cancel_unfinished() > 0 or interrupted
+    store.flush()
+    error = f"{type(failure).__name__}: {failure}" if failure is not None else None
+    outcome_state = "failed" if failure is not None else "cancelled" if interrupted else "finished"
+    state.end(outcome_state, error=error)
+    if failure is not None:
+        raise SweepFailedError(f"sweep {sweep_id} failed: {error}") from failure
+    return SweepOutcome(outcome_state, store.counts(), sweep_dir.uri, error)

@@ -1,0 +1,305 @@
+"""Everything that talks to Ray and Ray Tune (2.60), so that the next change of their API is a one-file edit.
+
+One Tuner per sweep: its param space is a grid over the sweep's trial configs, each trial one call of
+`worker.trial.run_trial` reporting every epoch with a checkpoint. A callback forwards Tune's trial events to a
+results sink (the driver's `ResultsStore`). The probe runs as plain Ray tasks.
+
+Facts this module relies on (measured on Ray 2.60): only `ray.tune.*` imports work inside a Tune function
+(`ray.train.report` there errors); `Tuner.restore` needs an experiment state file, not only `tuner.pkl`; Tune
+pickles the run config (callbacks included) and the scheduler into `tuner.pkl` and restores them from there,
+which is why the callback holds only a key into a registry of this process, not the sink itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import ray
+from ray import tune
+
+from orchestrator.cell_scheduler import TRIAL_CONFIG_KEY
+from orchestrator.results import DONE_STATUSES
+from orchestrator.storage import Location
+from worker.config import TrialConfig
+
+TRAINABLE_NAME = "shiftsweep_trial"
+TRIAL_FN_KEY = "trial_fn"  # param-space key: "module:function" with worker.trial.run_trial's signature
+DEFAULT_TRIAL_FN = "worker.trial:run_trial"
+CHECKPOINTS_TO_KEEP = 2
+_TUNER_STATE = "tuner.pkl"
+_EXPERIMENT_STATE_PREFIX = "experiment_state-"
+
+
+class ResultsSink(Protocol):
+    """What the Tune callback tells the driver. `orchestrator.results.ResultsStore` is one."""
+
+    def status(self, trial_id: str) -> str: ...
+    def start(self, trial_id: str) -> None: ...
+    def merge_history(self, trial_id: str, reports: Sequence[Mapping[str, Any]], *, finished: bool) -> None: ...
+    def record_epoch(self, trial_id: str, metrics: Mapping[str, Any]) -> None: ...
+    def finish(self, trial_id: str, *, error: str | None = None) -> str: ...
+    def maybe_flush(self) -> bool: ...
+
+
+_SINKS: dict[str, ResultsSink] = {}  # callback key -> the sink of the sweep this process drives
+
+
+# ---- cluster -------------------------------------------------------------------------------------------------
+
+
+def connect(address: str | None = None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS inside a Ray Job), or start a local one when neither is set."""
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True)
+
+
+def cluster_gpus() -> float:
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+# ---- the trainable -------------------------------------------------------------------------------------------
+
+
+def _tune_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A worker report as Tune stores it: split metrics as one JSON string, so every report has the same keys."""
+    out = dict(metrics)
+    if isinstance(out.get("split_metrics"), dict):
+        out["split_metrics"] = json.dumps(out["split_metrics"], sort_keys=True)
+    return out
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.partition(":")
+    if not module or not name:
+        raise ValueError(f"a trial function is named 'module:function', got {path!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """The Tune function trainable: one trial, resumed from Tune's latest checkpoint when there is one."""
+    os.environ.setdefault("OUTDATED_IGNORE", "1")  # wilds otherwise asks PyPI for its latest version at import
+    run_trial = _import(config.get(TRIAL_FN_KEY, DEFAULT_TRIAL_FN))  # torch-heavy: imported in the trial's process
+
+    trial = TrialConfig.from_dict(config[TRIAL_CONFIG_KEY])
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        # Tune copies the checkpoint to storage inside report(), before the worker may delete its directory.
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        tune.report(_tune_metrics(metrics), checkpoint=checkpoint)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(trial, report)
+        return
+    with checkpoint.as_directory() as directory:
+        run_trial(trial, report, resume_from=Path(directory))
+    # Nothing is returned: Tune would record a returned dict as one more result.
+
+
+def trial_dirname(trial: Any) -> str:
+    """Readable, stable trial directories: model-dataset-method-lr-seed-<trial id>."""
+    t = TrialConfig.from_dict(trial.config[TRIAL_CONFIG_KEY])
+    return f"{t.model}-{t.dataset}-{t.method}-lr{t.lr:g}-s{t.seed}-{t.trial_id()}"
+
+
+# ---- events to the results sink ------------------------------------------------------------------------------
+
+
+def _history(trial: Any) -> list[dict[str, Any]]:
+    """The epoch reports Tune logged for a trial (result.json in its storage directory; a resumed trial's file
+    repeats epochs, a killed driver's may end in a torn line)."""
+    path = Path(trial.path, "result.json").as_posix()
+    try:
+        with trial.storage.storage_filesystem.open_input_stream(path) as f:
+            text = f.readall().decode()
+    except (FileNotFoundError, OSError):
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "epoch" in row:
+            rows.append(row)
+    return rows
+
+
+def _error_text(trial: Any) -> str:
+    """The trial's error trace: Tune writes it in the driver's staging directory first, storage later."""
+    local = getattr(trial, "error_file", None)
+    if local and os.path.exists(local):
+        return Path(local).read_text()
+    stored = trial.get_error() if hasattr(trial, "get_error") else None
+    return str(stored or "the trial failed without an error message")
+
+
+class _ResultsCallback(tune.Callback):
+    """Forwards trial start, epoch results, completion and errors to the sink registered under `key`.
+
+    On its first step it also hands the sink what Tune restored: trials Tune counts as finished, and epochs
+    Tune logged that the sink may have missed (a driver killed between Tune's save and the sink's flush).
+    """
+
+    def __init__(self, key: str):
+        self.key = key
+        self._ids: dict[str, str] = {}  # Tune's trial id -> the sweep's trial id
+        self._merged = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key, "_ids": {}, "_merged": False}
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._merged:
+            return
+        self._merged = True
+        for trial in trials:
+            finished = trial.status == "TERMINATED"
+            if finished and self.sink.status(self._id(trial)) in DONE_STATUSES:
+                continue
+            history = _history(trial)
+            if history or finished:
+                self.sink.merge_history(self._id(trial), history, finished=finished)
+
+    @property
+    def sink(self) -> ResultsSink:
+        if self.key not in _SINKS:
+            raise RuntimeError(f"no results sink registered under {self.key!r}; registered: {sorted(_SINKS)}")
+        return _SINKS[self.key]
+
+    def _id(self, trial: Any) -> str:
+        if trial.trial_id not in self._ids:
+            self._ids[trial.trial_id] = TrialConfig.from_dict(trial.config[TRIAL_CONFIG_KEY]).trial_id()
+        return self._ids[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.sink.start(self._id(trial))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "epoch" in result:
+            self.sink.record_epoch(self._id(trial), result)
+        self.sink.maybe_flush()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.sink.finish(self._id(trial))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.sink.finish(self._id(trial), error=_error_text(trial))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.sink.maybe_flush()
+
+
+# ---- one Tuner per sweep -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneJob:
+    """How to run a sweep's trials. `trials` are TrialConfig dicts as the worker will receive them."""
+
+    key: str  # names the sweep's results sink; the sweep id
+    trials: Sequence[dict[str, Any]]
+    experiment_dir: str  # <storage>/<sweep_id>/tune, a path or a URI
+    cpus: float = 1.0
+    gpus: float = 0.0
+    max_concurrent_trials: int = 0
+    max_failures: int = 1
+    scheduler: Any = None  # a Tune TrialScheduler, or None for FIFO
+    verbose: int = 1
+    trial_fn: str = DEFAULT_TRIAL_FN  # a test double can stand in for the worker here
+    # A worker process runs trial after trial: it imports torch and the model libraries once, not per trial
+    # (seconds each). Its CPU resident-memory high-water mark then spans every trial it ran.
+    reuse_actors: bool = True
+
+
+def can_restore(experiment_dir: str) -> bool:
+    """Whether Tune left enough behind to resume: its tuner state and at least one experiment state file."""
+    names = Location(experiment_dir).list_names()
+    return _TUNER_STATE in names and any(n.startswith(_EXPERIMENT_STATE_PREFIX) for n in names)
+
+
+def _register(job: TuneJob) -> None:
+    resources = {"cpu": job.cpus, "gpu": job.gpus}
+    tune.register_trainable(TRAINABLE_NAME, tune.with_resources(train_trial, resources))
+
+
+def _new_tuner(job: TuneJob) -> tune.Tuner:
+    exp = Location(job.experiment_dir)
+    parent, name = exp.uri.rsplit("/", 1)
+    return tune.Tuner(
+        TRAINABLE_NAME,
+        param_space={TRIAL_CONFIG_KEY: tune.grid_search(list(job.trials)), TRIAL_FN_KEY: job.trial_fn},
+        tune_config=tune.TuneConfig(
+            scheduler=job.scheduler,
+            max_concurrent_trials=job.max_concurrent_trials or None,
+            trial_dirname_creator=trial_dirname,
+            reuse_actors=job.reuse_actors,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=parent,
+            failure_config=tune.FailureConfig(max_failures=job.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
+            callbacks=[_ResultsCallback(job.key)],
+            verbose=job.verbose,
+        ),
+    )
+
+
+def run_trials(job: TuneJob, sink: ResultsSink, *, resume: bool) -> bool:
+    """Run the job's trials to the end or to an interrupt (SIGINT); True if Tune's own state was restored.
+
+    With `resume`, Tune's saved experiment continues: finished trials are kept, unfinished and errored ones go on
+    from their latest checkpoints. If Tune had not yet saved any state, the given trials start afresh (the
+    results store keys rows by (trial, epoch), so an epoch run twice is still one row).
+    """
+    _register(job)
+    _SINKS[job.key] = sink
+    sigint = signal.getsignal(signal.SIGINT)  # Tune replaces it for the run and leaves its own behind
+    try:
+        restored = resume and can_restore(job.experiment_dir)
+        if restored:
+            tuner = tune.Tuner.restore(
+                job.experiment_dir, trainable=TRAINABLE_NAME, resume_errored=True, restart_errored=False
+            )
+        else:
+            Location(job.experiment_dir).delete()  # an unrestorable start: nothing in it can be resumed
+            tuner = _new_tuner(job)
+        tuner.fit()
+        return restored
+    finally:
+        _SINKS.pop(job.key, None)
+        if sigint is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGINT, sigint)
+
+
+# ---- the layer-gradient probe as Ray tasks -------------------------------------------------------------------
+
+
+def _probe_task(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    os.environ.setdefault("OUTDATED_IGNORE", "1")
+    from worker.trial import run_probe
+
+    return run_probe(**kwargs)
+
+
+def run_probes(
+    jobs: Sequence[dict[str, Any]], *, cpus: float, gpus: float
+) -> list[tuple[dict[str, Any], list[dict[str, Any]] | None, str | None]]:
+    """Run `worker.trial.run_probe(**job)` for each job as a Ray task; (job, rows or None, error or None) each."""
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(_probe_task)
+    refs = [task.remote(dict(j)) for j in jobs]
+    out: list[tuple[dict[str, Any], list[dict[str, Any]] | None, str | None]] = []
+    for job, ref in zip(jobs, refs, strict=True):
+        try:
+            out.append((dict(job), ray.get(ref), None))
+        except ray.exceptions.RayError as e:
+            out.append((dict(job), None, str(e)))
+    return out

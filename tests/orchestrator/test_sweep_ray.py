@@ -1,0 +1,163 @@
+"""End to end on a local Ray with the real trial engine, tiny random-init models and tiny synthetic data:
+a sweep runs to completion; a driver that is killed (SIGKILL) or stopped (SIGTERM) mid-run resumes and ends
+with exactly one row per (trial, epoch) and every trial completed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.driver import run_sweep
+from orchestrator.driver_state import read_driver_state
+from orchestrator.results import read_epochs, read_probe, read_trials
+from orchestrator.spec import load_spec
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASET = "synth_style"
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """A local Ray for this file, with its own temp dir and HOME (Ray 2.60 writes an auth token under HOME)."""
+    import ray
+
+    base = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths must stay under ~107 characters
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = str(base / "home")
+    ray.init(_temp_dir=str(base / "t"), num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        if old_home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old_home
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from worker.synthetic import generate_benchmark
+
+    root = tmp_path_factory.mktemp("data")
+    generate_benchmark(DATASET, root, seed=0, n_train=64, n_eval=32)
+    return root
+
+
+def _spec(data_root: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "models": ["tiny_vit"],
+        "datasets": [DATASET],
+        "methods": ["sgd", "adamw"],
+        "lrs": {"sgd": [1e-2, 3e-2], "adamw": [1e-3, 3e-3]},
+        "epochs": 2,
+        "batch_size": 32,
+        "max_train_images": 64,
+        "max_eval_images": 32,
+        "pretrained": False,
+        "data_root": str(data_root),
+        **extra,
+    }
+
+
+def _pairs(sweep_dir: Path) -> list[tuple[str, int]]:
+    t = read_epochs(sweep_dir)
+    return list(zip(t.column("trial_id").to_pylist(), t.column("epoch").to_pylist(), strict=True))
+
+
+def test_small_sweep_runs_to_completion(ray_address: str, data_root: Path, tmp_path: Path) -> None:
+    # A fifth trial whose optimizer option the worker rejects: it fails, with its error kept, and the sweep
+    # still finishes. Early stopping is on with its only rung at the last epoch: it runs, never stops.
+    extra = {
+        "methods": ["sgd", "adamw", "sgd_nomom"],
+        "lrs": {"sgd": [1e-2, 3e-2], "adamw": [1e-3, 3e-3], "sgd_nomom": [1e-2]},
+        "method_options": {"sgd_nomom": {"momentum": 2.0}},
+        "max_failures": 0,
+        "early_stopping": {"enabled": True, "grace_period": 2, "reduction_factor": 2},
+        "probe": True,
+        "probe_batches": 1,
+    }
+    spec = load_spec(_spec(data_root, **extra))
+    out = run_sweep(spec, "small", tmp_path, address=ray_address, verbose=0)
+    sweep = tmp_path / "small"
+    assert out.state == "finished", read_driver_state(sweep)
+    trials = {r["method"]: r for r in read_trials(sweep).to_pylist()}
+    rows = read_trials(sweep).to_pylist()
+    assert sorted(r["trial_id"] for r in rows) == sorted(t.trial_id() for t in spec.expand())
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed"]
+    assert "momentum" in trials["sgd_nomom"]["error"]
+    assert all(r["id_val"] is not None and r["epochs_done"] == 2 for r in rows[:4])
+    pairs = _pairs(sweep)
+    assert len(pairs) == len(set(pairs)) == 8
+    probe = read_probe(sweep)
+    assert probe.num_rows > 0 and set(probe.column("model").to_pylist()) == {"tiny_vit"}
+    assert read_driver_state(sweep)["state"] == "finished"
+    assert (sweep / "spec.yaml").exists() and (sweep / "tune").is_dir()
+
+
+def _driver(spec_file: Path | None, storage: Path, address: str, *, resume: bool) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "orchestrator.run", "--sweep-id", "k", "--storage", str(storage)]
+    cmd += ["--address", address, "--quiet"]
+    cmd += ["--resume"] if resume else ["--spec", str(spec_file)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_epochs(sweep: Path, more_than: int, proc: subprocess.Popen, timeout: float = 240) -> int:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        n = len(_pairs(sweep)) if (sweep / "epochs.parquet").exists() else 0
+        if n > more_than:
+            return n
+        if proc.poll() is not None:
+            raise AssertionError(f"the driver ended (rc {proc.returncode}) first:\n{proc.stdout.read()[-4000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no new epoch results within {timeout} s")
+
+
+def test_killed_and_stopped_driver_resume_without_losing_or_duplicating(
+    ray_address: str, data_root: Path, tmp_path: Path
+) -> None:
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(data_root, epochs=3, max_concurrent_trials=1)))
+    storage = tmp_path / "results"
+    sweep = storage / "k"
+
+    first = _driver(spec_file, storage, ray_address, resume=False)
+    seen = _wait_for_epochs(sweep, 0, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+
+    second = _driver(None, storage, ray_address, resume=True)
+    _wait_for_epochs(sweep, seen, second)
+    second.send_signal(signal.SIGTERM)  # handled like a Ray Job stop: a clean, resumable cancel
+    out, _ = second.communicate(timeout=120)
+    assert second.returncode == 130, out[-4000:]
+    state = read_driver_state(sweep)
+    assert state["state"] == "cancelled" and state["runs"] == 2
+    statuses = set(read_trials(sweep).column("status").to_pylist())
+    assert "running" not in statuses and "cancelled" in statuses
+
+    third = _driver(None, storage, ray_address, resume=True)
+    out, _ = third.communicate(timeout=420)
+    assert third.returncode == 0, out[-4000:]
+    trials = read_trials(sweep)
+    assert set(trials.column("status").to_pylist()) == {"completed"}
+    assert trials.column("epochs_done").to_pylist() == [3, 3, 3, 3]
+    pairs = _pairs(sweep)
+    assert len(pairs) == len(set(pairs)) == 12
+    assert read_driver_state(sweep)["state"] == "finished"
