@@ -219,7 +219,8 @@ def test_lars_adapts_even_without_weight_decay() -> None:
     torch.nn.functional.cross_entropy(built.module(x), y).backward()
     g = p.grad.clone()
     opt.step()
-    expected = w - 1.0 * 0.001 * w.norm() / (g.norm() + 1e-8) * g
+    eta = catalog.get_method("lars").options["trust_coefficient"]
+    expected = w - 1.0 * eta * w.norm() / (g.norm() + 1e-8) * g
     torch.testing.assert_close(p.detach(), expected)
 
 
