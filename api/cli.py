@@ -193,6 +193,25 @@ def cmd_download(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(client: ApiClient, args: argparse.Namespace) -> int:
+    out = Path(args.out or f"{args.sweep_id}-report.html")
+    out.write_bytes(client.report(args.sweep_id))
+    print(f"wrote {out} (open it in a browser; the live page is GET /api/v1/sweeps/{args.sweep_id}/report)")
+    return 0
+
+
+def cmd_plot(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.name is None:
+        listing = client.plots(args.sweep_id)
+        print("plots: " + ", ".join(listing["data"]))
+        print("formats: " + ", ".join(listing["formats"]))
+        return 0
+    out = Path(args.out or f"{args.sweep_id}-{args.name}.{args.format}")
+    out.write_bytes(client.plot(args.sweep_id, args.name, args.format))
+    print(f"wrote {out}")
+    return 0
+
+
 # ---- parser --------------------------------------------------------------------------------------------------
 
 
@@ -253,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sweep_id")
     s.add_argument("--out", help="directory (default: ./<sweep_id>)")
     s.add_argument("--which", nargs="+", choices=RESULT_NAMES, help="default: all three")
+
+    s = sub.add_parser("report", help="save the sweep's HTML report")
+    s.add_argument("sweep_id")
+    s.add_argument("--out", help="file (default: ./<sweep_id>-report.html)")
+
+    s = sub.add_parser("plot", help="save one of the report's plots as PNG or SVG; without NAME, list them")
+    s.add_argument("sweep_id")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--format", default="png", help="png or svg")
+    s.add_argument("--out", help="file (default: ./<sweep_id>-<name>.<format>)")
     return p
 
 
@@ -265,6 +294,8 @@ COMMANDS = {
     "resume": cmd_resume,
     "tables": cmd_tables,
     "download": cmd_download,
+    "report": cmd_report,
+    "plot": cmd_plot,
 }
 
 

@@ -101,5 +101,14 @@ class ApiClient:
     def table(self, sweep_id: str, name: str, fmt: str = "markdown") -> bytes:
         return self.request("GET", f"/sweeps/{sweep_id}/tables/{name}", params={"format": fmt}).content
 
+    def report(self, sweep_id: str) -> bytes:
+        return self.request("GET", f"/sweeps/{sweep_id}/report").content
+
+    def plots(self, sweep_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/sweeps/{sweep_id}/plots").json()
+
+    def plot(self, sweep_id: str, name: str, fmt: str) -> bytes:
+        return self.request("GET", f"/sweeps/{sweep_id}/plots/{name}.{fmt}").content
+
     def results(self, sweep_id: str, which: str) -> bytes:
         return self.request("GET", f"/sweeps/{sweep_id}/results/{which}.parquet").content

@@ -20,7 +20,7 @@ from api.file_cache import FileCache
 from api.jobs import JobBackend, RayJobBackend
 from api.paths import UnsafePathError
 from api.registry import SqliteSweepRepository, SweepRepository
-from api.routers import catalog, health, results, sweeps, trials
+from api.routers import catalog, health, report, results, sweeps, trials
 from api.schemas import PresetSubmission
 from api.service import SweepService
 from api.settings import Settings, get_settings
@@ -96,7 +96,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.service = SweepService(settings, repository, backend, files)
-    for router in (sweeps.router, trials.router, results.router, catalog.router, health.router):
+    for router in (sweeps.router, trials.router, results.router, report.router, catalog.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
