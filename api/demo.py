@@ -1,0 +1,231 @@
+"""`python -m api.demo` (`make demo`): the whole service end to end on the embedded synthetic default.
+
+It generates the synthetic shift benchmarks in the real datasets' layouts, pretrains the small backbones
+(once; cached), starts a local Ray head with its dashboard and the REST API on localhost, submits the `demo`
+preset over REST with the `shiftsweep` CLI, watches it, prints Tables 1 and 2 and the layer-gradient probe, and
+stops what it started, also when interrupted. A second run reuses the data, the backbones and the Ray token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from orchestrator.local_cluster import LocalRayNode, free_port
+
+DEMO_MODELS = ("tiny_vit", "tiny_convnext", "tiny_bit")
+DEMO_DATASETS = ("synth_spurious", "synth_style", "synth_stain")
+
+
+def _bin(name: str) -> str:
+    """A console script of this environment (ray, shiftsweep), found beside the interpreter."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise SystemExit(f"error: the {name!r} command is not installed in this environment ({sys.executable})")
+    return found
+
+
+def _step(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def _wait_http(url: str, timeout_s: float, what: str, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2.0, headers=headers).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"error: {what} did not answer at {url} within {timeout_s:.0f} s")
+
+
+class Demo:
+    def __init__(self, out: Path, minutes: float | None) -> None:
+        self.out = out.resolve()
+        self.data_root = self.out / "data"
+        self.weights_root = self.out / "weights"
+        self.storage = self.out / "results"
+        self.registry = self.out / "registry.sqlite"
+        self.pretrain_minutes = minutes
+        # Ray keeps Unix sockets under its temp dir; their paths must stay short.
+        self.ray_tmp = Path(f"/tmp/shiftsweep-ray-{os.getuid()}")
+        self.env = dict(os.environ)
+
+    # -- preparation (cached across runs) ----------------------------------------------------------
+    def prepare(self) -> float:
+        from worker.pretrain import pretrain_backbone
+        from worker.synthetic import generate_benchmark
+
+        t = _step("synthetic shift benchmarks (real datasets' layouts)")
+        for key in DEMO_DATASETS:
+            path = generate_benchmark(key, self.data_root)
+            print(f"   {key:16s} {path}")
+        print(f"   ready in {time.perf_counter() - t:.1f} s")
+
+        t = _step("small backbones, pretrained here on a synthetic source task (cached)")
+        pretrain_s = 0.0
+        for key in DEMO_MODELS:
+            res = pretrain_backbone(key, self.weights_root, minutes=self.pretrain_minutes)
+            pretrain_s += 0.0 if res.reused else res.seconds
+            state = "cached" if res.reused else "pretrained now"
+            print(f"   {key:14s} {state:15s} source val acc {res.val_acc:.3f} ({res.optimizer}, {res.seconds:.0f} s)")
+        print(f"   pretraining time this run: {pretrain_s:.1f} s (0 when every backbone was cached)")
+        return time.perf_counter() - t
+
+    # -- services ----------------------------------------------------------------------------------
+    def _ray_token(self) -> Path:
+        path = self.out / "ray_auth_token"
+        if not path.exists():
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path
+
+    def start_ray(self, stack: ExitStack) -> str:
+        t = _step("local Ray head with its dashboard")
+        self.env.update(
+            {
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(self._ray_token()),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "OUTDATED_IGNORE": "1",
+            }
+        )
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+        head = LocalRayNode.start_head(self.ray_tmp, self.out / "ray.log", env=self.env, num_cpus=2)
+        stack.callback(head.stop)
+        self.dashboard = head.dashboard_url
+        token = Path(self.env["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+        _wait_http(f"{self.dashboard}/api/version", 90, "the Ray dashboard", {"Authorization": f"Bearer {token}"})
+        print(f"   Ray dashboard: {self.dashboard}   (token auth on; token in {self.env['RAY_AUTH_TOKEN_PATH']})")
+        print(f"   up in {time.perf_counter() - t:.1f} s")
+        return self.dashboard
+
+    def start_api(self, stack: ExitStack) -> str:
+        t = _step("REST API on localhost")
+        port = free_port()
+        token = secrets.token_urlsafe(24)
+        self.env.update(
+            {
+                "SHIFTSWEEP_STORAGE": str(self.storage),
+                "SHIFTSWEEP_REGISTRY": str(self.registry),
+                "SHIFTSWEEP_RAY_ADDRESS": self.dashboard,
+                "SHIFTSWEEP_DASHBOARD_URL": self.dashboard,
+                "SHIFTSWEEP_API_TOKEN": token,
+                "SHIFTSWEEP_URL": f"http://127.0.0.1:{port}",
+            }
+        )
+        log = (self.out / "api.log").open("w")
+        proc = subprocess.Popen(
+            [_bin("shiftsweep"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stack.callback(self._stop_process, proc, log)
+        _wait_http(f"http://127.0.0.1:{port}/api/v1/health", 60, "the API")
+        print(f"   API: http://127.0.0.1:{port}/docs   (log: {self.out / 'api.log'})")
+        print(f"   up in {time.perf_counter() - t:.1f} s")
+        return self.env["SHIFTSWEEP_URL"]
+
+    @staticmethod
+    def _stop_process(proc: subprocess.Popen, log) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+    # -- the sweep, through the CLI ----------------------------------------------------------------
+    def cli(self, *args: str, capture: bool = False) -> str:
+        res = subprocess.run(
+            [_bin("shiftsweep"), *args], env=self.env, text=True, stdout=subprocess.PIPE if capture else None
+        )
+        if res.returncode != 0:
+            raise SystemExit(f"error: `shiftsweep {' '.join(args)}` exited with {res.returncode}")
+        return res.stdout or ""
+
+    def run_sweep(self) -> str:
+        _step("submit the demo sweep over REST")
+        sweep_id = self.cli(
+            "submit",
+            "--preset",
+            "demo",
+            "--set",
+            f"data_root={self.data_root}",
+            "--set",
+            f"weights_root={self.weights_root}",
+            "--quiet",
+            capture=True,
+        ).strip()
+        print(f"   sweep {sweep_id}")
+        _step("live progress (trials by status)")
+        self.cli("watch", sweep_id)
+        return sweep_id
+
+    def show_results(self, sweep_id: str) -> None:
+        for name, title in (("ood", "Table 1: OOD"), ("id", "Table 2: ID"), ("probe", "Layer-gradient probe")):
+            _step(title)
+            self.cli("tables", sweep_id, name)
+        sweep_dir = self.storage / sweep_id
+        _step("where the outputs are")
+        print(f"   Parquet: {sweep_dir}/trials.parquet, epochs.parquet, probe.parquet")
+        print(
+            f"   tables:  shiftsweep tables {sweep_id} <ood|id|ablation|best|memory|probe> --format md|csv|latex|json"
+        )
+        print(f"   report:  {self.env['SHIFTSWEEP_URL']}/api/v1/sweeps/{sweep_id}/report (while the API runs)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m api.demo", description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="where data, weights and results go")
+    p.add_argument("--pretrain-minutes", type=float, help="pretraining budget per backbone (default: its own)")
+    p.add_argument("--keep-running", action="store_true", help="leave Ray and the API up until Ctrl-C")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OUTDATED_IGNORE", "1")
+    demo = Demo(args.out, args.pretrain_minutes)
+    demo.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        prep_s = demo.prepare()
+        with ExitStack() as stack:
+            t_run = time.perf_counter()
+            demo.start_ray(stack)
+            demo.start_api(stack)
+            sweep_id = demo.run_sweep()
+            demo.show_results(sweep_id)
+            run_s = time.perf_counter() - t_run
+            if args.keep_running:
+                print("\nRay and the API stay up; Ctrl-C stops them.")
+                signal.pause()
+            _step("stopping the API and Ray")
+    except KeyboardInterrupt:
+        print("\ninterrupted: the API and Ray were stopped", file=sys.stderr)
+        return 130
+    total = time.perf_counter() - t0
+    print(
+        f"\ndemo wall time (install excluded): {total:.0f} s = preparation {prep_s:.0f} s "
+        f"(pretraining included) + services and sweep {run_s:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
