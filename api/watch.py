@@ -1,4 +1,4 @@
-"""Follow a sweep until it ends: a live progress bar on a terminal, one line per change otherwise."""
+"""Follow a sweep until it ends: a live progress bar on a terminal, one line per change of trial states otherwise."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def watch(
     start = clock()
     unreachable_since: float | None = None
     last_line = ""
+    last_counts: tuple[Any, ...] | None = None
     while True:
         try:
             sweep = fetch()
@@ -73,10 +74,13 @@ def watch(
             sleep(interval_s)
             continue
         line = progress_line(sweep, bar=live)
+        # off a terminal, a line only when trials change state: percent and ETA move on every poll
+        counts = (sweep["status"], sweep.get("finished_trials"), tuple(sorted((sweep.get("counts") or {}).items())))
         if live:
             out.write("\r" + line.ljust(len(last_line)))
-        elif line != last_line:
+        elif counts != last_counts:
             out.write(line + "\n")
+        last_counts = counts
         out.flush()
         last_line = line
         if sweep["status"] in TERMINAL_STATES:
