@@ -59,17 +59,7 @@ class LocalRayNode:
         extra_args: list[str] | None = None,
     ) -> LocalRayNode:
         gcs_port = free_port()
-        cmd = [
-            ray_executable(),
-            "start",
-            "--head",
-            "--block",
-            f"--port={gcs_port}",
-            f"--temp-dir={temp_dir}",
-            "--num-gpus=0",
-            "--disable-usage-stats",
-            *(f"--{f}={free_port()}" for f in _PORT_FLAGS),
-        ]
+        cmd = ["--head", f"--port={gcs_port}", f"--ray-client-server-port={free_port()}"]
         dashboard_url = None
         if dashboard:
             dash_port = free_port()
@@ -77,6 +67,44 @@ class LocalRayNode:
             dashboard_url = f"http://127.0.0.1:{dash_port}"
         else:
             cmd += ["--include-dashboard=false"]
+        return cls._launch(cmd, temp_dir, log, env, num_cpus, extra_args, f"127.0.0.1:{gcs_port}", dashboard_url)
+
+    @classmethod
+    def start_worker(
+        cls,
+        address: str,
+        temp_dir: Path,
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
+        num_cpus: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> LocalRayNode:
+        """A node that joins the cluster whose head's GCS is at `address` (host:port)."""
+        return cls._launch([f"--address={address}"], temp_dir, log, env, num_cpus, extra_args, address, None)
+
+    @classmethod
+    def _launch(
+        cls,
+        role_args: list[str],
+        temp_dir: Path,
+        log: Path,
+        env: dict[str, str] | None,
+        num_cpus: int | None,
+        extra_args: list[str] | None,
+        gcs_address: str,
+        dashboard_url: str | None,
+    ) -> LocalRayNode:
+        cmd = [
+            ray_executable(),
+            "start",
+            "--block",
+            *role_args,
+            f"--temp-dir={temp_dir}",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+            *(f"--{f}={free_port()}" for f in _PORT_FLAGS),
+        ]
         if num_cpus is not None:
             cmd.append(f"--num-cpus={num_cpus}")
         cmd += extra_args or []
@@ -85,7 +113,7 @@ class LocalRayNode:
             proc = subprocess.Popen(
                 cmd, env=env or dict(os.environ), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        return cls(proc, temp_dir, log, f"127.0.0.1:{gcs_port}", dashboard_url)
+        return cls(proc, temp_dir, log, gcs_address, dashboard_url)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -96,8 +124,9 @@ class LocalRayNode:
         except psutil.NoSuchProcess:
             return []
 
-    def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM to every process of this node at once, SIGKILL to whatever is left after `grace_s`."""
+    def stop(self, grace_s: float = 10.0) -> list[psutil.Process]:
+        """SIGTERM to every process of this node at once, SIGKILL to whatever is left after `grace_s`.
+        Returns the processes it signalled."""
         procs = self.processes()
         if self.alive():
             procs.append(psutil.Process(self.proc.pid))
@@ -117,3 +146,4 @@ class LocalRayNode:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        return procs

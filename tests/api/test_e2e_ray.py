@@ -1,18 +1,14 @@
 """End to end on a real local Ray head with its job server: submit over REST, restart the API mid-sweep,
 watch with the CLI until the sweep ends, read its trials and tables; then cancel a running sweep and resume it.
 
-The head runs as `ray start --head --block` in its own process group, with its own HOME and temp dir (so no
-Ray auth token of the user is picked up) and is ended by signalling that group only.
+The head runs as `ray start --head --block` in its own process tree, with its own HOME and temp dir (so no
+Ray auth token of the user is picked up) and is ended by signalling the processes of that tree only.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,6 +24,7 @@ from fastapi.testclient import TestClient
 from api.cli import main as cli
 from api.main import create_app
 from api.settings import Settings, get_settings
+from orchestrator.local_cluster import LocalRayNode, free_port
 from tests.api.support import TOKEN
 
 pytestmark = pytest.mark.slow
@@ -35,22 +32,6 @@ pytestmark = pytest.mark.slow
 DATASET = "synth_style"
 SWEEPS = "/api/v1/sweeps"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PORT_FLAGS = (
-    "port",
-    "ray-client-server-port",
-    "dashboard-agent-listen-port",
-    "dashboard-agent-grpc-port",
-    "metrics-export-port",
-    "runtime-env-agent-port",
-    "node-manager-port",
-    "object-manager-port",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,40 +40,22 @@ def ray_dashboard() -> Iterator[str]:
     env = {**os.environ, "HOME": str(base / "home"), "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
     (base / "home").mkdir()
-    dash = _free_port()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    cmd = [ray_bin, "start", "--head", "--block", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}"]
-    # Every fixed default port gets a free one: other Ray clusters may run on this machine.
-    for flag in PORT_FLAGS:
-        cmd.append(f"--{flag}={_free_port()}")
-    cmd += ["--num-cpus=2", "--num-gpus=0", f"--temp-dir={base / 't'}", "--disable-usage-stats"]
-    log = (base / "ray.log").open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{dash}"
+    head = LocalRayNode.start_head(base / "t", base / "ray.log", env=env, num_cpus=2)
+    assert head.dashboard_url is not None
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"{url}/api/version", timeout=2).status_code == 200:
+                if httpx.get(f"{head.dashboard_url}/api/version", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray head did not start:\n{(base / 'ray.log').read_text()[-3000:]}")
+            if not head.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head did not start:\n{head.log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield head.dashboard_url
     finally:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)  # the group this fixture started, nothing else
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.close()
+        head.stop()  # the processes this fixture started, nothing else
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -140,7 +103,7 @@ def _wait(client: TestClient, sweep_id: str, done: Any, timeout: float = 300) ->
 
 
 def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -29,15 +29,16 @@ import psutil
 import pytest
 import yaml
 
+from orchestrator.local_cluster import LocalRayNode
 from orchestrator.results import read_epochs, read_trials
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).parent / "ray")
 DATASET = "synth_style"
 EPOCHS = 6
 AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "ray::IDLE")
+STORE = "--object-store-memory=100000000"
 SPEC = {
     "name": "two-node",
     "models": ["tiny_vit"],
@@ -55,35 +56,15 @@ SPEC = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def node_ports() -> list[str]:
-    """Every port a node would otherwise take at a fixed default (8265, 10001, 52365...), so this cluster never
-    collides with another Ray on the same machine."""
-    names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port")
-    names += ("runtime-env-agent-port", "metrics-export-port")
-    return [f"--{n}={free_port()}" for n in names]
-
-
 @dataclass
-class RayNode:
-    """One `ray start --block` in its own session; everything it starts descends from it."""
+class RayNode(LocalRayNode):
+    """A local node plus what this test reads from it: which of its processes run trials."""
 
-    name: str
-    temp_dir: Path
-    proc: subprocess.Popen
-    log: Path
     seen_pids: set[int] = field(default_factory=set)
 
-    def processes(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
+    @property
+    def name(self) -> str:
+        return self.temp_dir.name
 
     def work_pids(self) -> set[int]:
         """Pids of this node's worker processes that run actors or tasks (Tune trials among them)."""
@@ -107,36 +88,6 @@ class RayNode:
             if (m := re.match(r"(?:python-core-)?worker-.*[-_](\d+)\.(?:log|out|err)$", n))
         }
 
-    def stop(self, grace: float = 10) -> list[psutil.Process]:
-        """Stop this node only, as `ray stop` stops a machine's Ray: SIGTERM to every process of the node at once,
-        SIGKILL after `grace` seconds to whatever is left. By pid: another Ray on this machine is never touched.
-        Returns the processes it stopped."""
-        procs = [*self.processes(), psutil.Process(self.proc.pid)] if self.proc.poll() is None else self.processes()
-        for p in procs:
-            try:
-                p.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=grace)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
-        self.proc.wait(timeout=10)
-        return procs
-
-
-def start_node(name: str, base: Path, env: dict[str, str], args: list[str]) -> RayNode:
-    temp_dir = base / name
-    log = base / f"{name}.log"
-    cmd = [RAY, "start", "--block", f"--temp-dir={temp_dir}", "--num-gpus=0", "--object-store-memory=100000000"]
-    cmd += ["--disable-usage-stats", *node_ports(), *args]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return RayNode(name, temp_dir, proc, log)
-
 
 def ray_snippet(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
@@ -153,7 +104,7 @@ def wait_for_cluster(address: str, env: dict[str, str], nodes: list[RayNode], ti
     )
     res = ray_snippet(code, env, timeout=timeout + 60)
     for node in nodes:
-        assert node.proc.poll() is None, f"node {node.name} exited:\n{node.log.read_text()[-3000:]}"
+        assert node.alive(), f"node {node.name} exited:\n{node.log.read_text()[-3000:]}"
     assert res.returncode == 0 and "'node_b'" in res.stdout, res.stdout + res.stderr[-3000:]
 
 
@@ -180,16 +131,14 @@ def cluster() -> Iterator[Cluster]:
         "OUTDATED_IGNORE": "1",
     }
     env.pop("RAY_ADDRESS", None)
-    port = free_port()
-    address = f"127.0.0.1:{port}"
     nodes: list[RayNode] = []
     try:
-        head_args = ["--head", f"--port={port}", "--num-cpus=1", '--resources={"node_a": 1}']
-        head_args += ["--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}"]
-        head_args += [f"--ray-client-server-port={free_port()}"]
-        nodes.append(start_node("a", base, env, head_args))
-        _wait_port(port, nodes[0])
-        nodes.append(start_node("b", base, env, [f"--address={address}", "--num-cpus=1", '--resources={"node_b": 1}']))
+        head_args = ['--resources={"node_a": 1}', STORE]
+        nodes.append(RayNode.start_head(base / "a", base / "a.log", env=env, num_cpus=1, extra_args=head_args))
+        address = nodes[0].gcs_address
+        _wait_port(int(address.rsplit(":", 1)[1]), nodes[0])
+        b_args = ['--resources={"node_b": 1}', STORE]
+        nodes.append(RayNode.start_worker(address, base / "b", base / "b.log", env=env, num_cpus=1, extra_args=b_args))
         wait_for_cluster(address, env, nodes)
         yield Cluster(address, env, nodes[0], nodes[1])
     finally:
@@ -201,7 +150,7 @@ def cluster() -> Iterator[Cluster]:
 def _wait_port(port: int, node: RayNode, timeout: float = 90) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        assert node.proc.poll() is None, f"node {node.name} exited:\n{node.log.read_text()[-3000:]}"
+        assert node.alive(), f"node {node.name} exited:\n{node.log.read_text()[-3000:]}"
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -303,7 +252,7 @@ def _stop_node_b_mid_trial(
             if rows and rows[-1]["pid"] in b_now and rows[-1]["epoch"] <= EPOCHS - 3:
                 stopped = cluster.node_b.stop()
                 assert len(stopped) > 3 and not any(p.is_running() for p in stopped), "node B left processes behind"
-                assert cluster.head.proc.poll() is None, "stopping node B stopped the head too"
+                assert cluster.head.alive(), "stopping node B stopped the head too"
                 return name
         time.sleep(0.2)
     raise AssertionError(f"no trial ran on node B within {timeout} s:\n{log.read_text()[-6000:]}")
