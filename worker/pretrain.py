@@ -78,11 +78,17 @@ def recipe_for(model_key: str) -> Recipe:
     name = str(entry.pretraining.get("optimizer", ""))
     if name not in RECIPES:
         raise ValueError(f"model {model_key!r} has pretraining optimizer {name!r}; supported: {sorted(RECIPES)}")
+    base = RECIPES[name]
     fields = set(Recipe.__dataclass_fields__) - {"optimizer"}
-    overrides = {k: v for k, v in entry.pretraining.items() if k in fields}
-    if "betas" in overrides:
-        overrides["betas"] = tuple(overrides["betas"])
-    return replace(RECIPES[name], **overrides)
+    overrides: dict[str, Any] = {}
+    for k, v in entry.pretraining.items():
+        if k in fields:
+            kind = type(getattr(base, k))
+            try:
+                overrides[k] = tuple(float(b) for b in v) if kind is tuple else kind(v)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"model {model_key!r}: pretraining {k}={v!r} is not a valid {kind.__name__}") from e
+    return replace(base, **overrides)
 
 
 def lr_factor(step: int, total: int, warmup_fraction: float) -> float:

@@ -140,6 +140,11 @@ def test_source_task_excludes_digits_and_renders_every_glyph() -> None:
     task = render_source(len(SOURCE_CHARS) * 2, seed=0)
     assert task.images.shape == (2 * len(SOURCE_CHARS), 32, 32, 3) and task.images.dtype == np.uint8
     assert np.bincount(task.labels).tolist() == [2] * len(SOURCE_CHARS)
+    assert task.difficulty.shape == task.labels.shape and 0 <= task.difficulty.min() < task.difficulty.max() <= 1
+    # easy images are plainer: less colour variation across the image than hard ones
+    spread = task.images.reshape(len(task.images), -1, 3).std(axis=1).mean(axis=1)
+    easy, hard = task.difficulty < 0.2, task.difficulty > 0.8
+    assert np.median(spread[easy]) < np.median(spread[hard])
     atlas = build_atlas(SOURCE_CHARS)
     assert (atlas.masks.sum(axis=(3, 4)) > 20).all()  # no font lacks a glyph (no empty or tofu-sized masks)
     masks = place(atlas, np.arange(len(SOURCE_CHARS)), np.random.default_rng(0))
