@@ -13,6 +13,7 @@ import yaml
 
 from worker import catalog
 from worker.config import TrialConfig
+from worker.records import EpochReport, TrialStatus
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from worker.trial import run_probe, run_trial  # torch-heavy; imported after argument errors are out
+    from worker.probe import run_probe  # torch-heavy; imported after argument errors are out
+    from worker.trial import run_trial
 
     if args.probe:
         rows = run_probe(
@@ -103,15 +105,15 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
 
-    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        print(json.dumps({"trial_id": config.trial_id(), **metrics}), flush=True)
+    def report(epoch: EpochReport, checkpoint_dir: Path | None) -> None:
+        print(json.dumps({"trial_id": config.trial_id(), **epoch.to_dict()}), flush=True)
         if args.checkpoint_dir is not None and checkpoint_dir is not None:
             shutil.rmtree(args.checkpoint_dir, ignore_errors=True)
             shutil.copytree(checkpoint_dir, args.checkpoint_dir)
 
     summary = run_trial(config, report, resume_from=args.resume)
-    print(json.dumps({"summary": summary}), flush=True)
-    return 0 if summary["status"] in ("completed", "diverged") else 1
+    print(json.dumps({"summary": {"trial_id": config.trial_id(), **summary.to_dict()}}), flush=True)
+    return 0 if summary.status in (TrialStatus.COMPLETED, TrialStatus.DIVERGED) else 1
 
 
 if __name__ == "__main__":

@@ -1,21 +1,28 @@
-"""The one loader of the catalog in `configs/`: models, datasets, methods and their LR grids.
+"""The one door to configs/: models, datasets, methods with their LR grids, sweep presets, the paper's numbers.
 
-Entries are frozen records; everything else in the project asks this module for them by key, so that a
-name is spelled in exactly one place (the YAML files) and an unknown key fails with the list of valid ones.
+Entries are frozen records; everything else in the project asks this module for them by key, so that a name is
+spelled in exactly one place (the YAML files) and an unknown key fails with the list of valid ones. The files
+are read strictly: an unknown or duplicate key, a missing field or a bad value is an error that names the file,
+the line and what is accepted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, TypeVar
 
 from configs import CONFIG_DIR
+from worker.method_options import OPTIMIZERS, check_options
+from worker.records import METRICS
+from worker.strict_yaml import YamlError, YamlMap, load_file
+
+PRESET_DIR = CONFIG_DIR / "sweeps"
+T = TypeVar("T")
 
 
 class CatalogError(KeyError):
@@ -51,7 +58,7 @@ class DatasetEntry:
     epochs: int
     image_size: int
     transforms: str
-    metrics: Mapping[str, str]  # id_val / id_test / ood_test -> "<split>/<metric>"
+    metrics: Mapping[str, str]  # each of worker.records.METRICS -> "<split>/<metric>"
     synthetic: str | None = None
     domains: Mapping[str, str] = field(default_factory=dict)
 
@@ -76,14 +83,84 @@ class MethodEntry:
         return self.families is None or family in self.families
 
 
-def _read_yaml(name: str) -> dict[str, Any]:
-    path = CONFIG_DIR / name
-    with path.open() as f:
-        return yaml.safe_load(f)
+# ---- reading the files strictly --------------------------------------------------------------------------------
 
 
-def _pick(kind: str, table: Mapping[str, Any], key: str) -> Any:
-    if key not in table:
+def _source(path: Path) -> str:
+    """How errors name a catalog file: relative to the project, as people find it."""
+    return f"configs/{path.relative_to(CONFIG_DIR).as_posix()}" if path.is_relative_to(CONFIG_DIR) else str(path)
+
+
+def read_yaml(path: Path, *, top_keys: tuple[str, ...] | None = None) -> YamlMap:
+    """A catalog file as a YamlMap; with `top_keys`, exactly those top-level keys (others are an error)."""
+    try:
+        data = load_file(path, _source(path))
+    except (OSError, YamlError) as e:
+        raise CatalogError(str(e)) from None
+    if not isinstance(data, YamlMap):
+        raise CatalogError(f"{_source(path)}: expected a mapping at the top, got {type(data).__name__}")
+    if top_keys is not None:
+        check_keys(data, allowed=top_keys, required=top_keys, what=_source(path))
+    return data
+
+
+def check_keys(data: Any, *, allowed: tuple[str, ...], required: tuple[str, ...] = (), what: str) -> YamlMap:
+    """`data` as a mapping with only `allowed` keys and every `required` one; errors name the file and line."""
+    if not isinstance(data, YamlMap):
+        raise CatalogError(f"{what}: expected a mapping, got {data!r}")
+    for k in data:
+        if k not in allowed:
+            raise CatalogError(f"{data.where(k)}: {what}: unknown key {k!r}; valid keys: {', '.join(allowed)}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise CatalogError(f"{data.where()}: {what}: missing {', '.join(map(repr, missing))}")
+    return data
+
+
+def _entry(cls: type[T], key: str, raw: Any, what: str, convert: Mapping[str, Callable[[Any], Any]]) -> T:
+    """A frozen record from one YAML entry: unknown keys, missing fields and bad values each name their line."""
+    fields = [f for f in dataclasses.fields(cls) if f.name != "key"]
+    required = tuple(
+        f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    entry = check_keys(raw, allowed=tuple(f.name for f in fields), required=required, what=f"{what} {key!r}")
+    values: dict[str, Any] = {"key": key}
+    for name, value in entry.items():
+        try:
+            values[name] = convert[name](value) if name in convert else value
+        except CatalogError:
+            raise  # a nested mapping's error already names its own line
+        except (TypeError, ValueError) as e:
+            raise CatalogError(f"{entry.where(name)}: {what} {key!r}: {name}: {e}") from None
+    return cls(**values)
+
+
+def _triple(v: Any) -> tuple[float, float, float]:
+    if not isinstance(v, list) or len(v) != 3:
+        raise ValueError(f"expected three numbers, got {v!r}")
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
+def _positive_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"expected a whole number >= 1, got {v!r}")
+    return v
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _mapping(v: Any) -> dict[str, Any]:
+    if not isinstance(v, Mapping):
+        raise ValueError(f"expected a mapping, got {v!r}")
+    return dict(v)
+
+
+def _pick(kind: str, table: Mapping[str, T], key: str) -> T:
+    if not isinstance(key, str) or key not in table:
         valid = ", ".join(sorted(table))
         raise CatalogError(f"unknown {kind} {key!r}; valid {kind}s: {valid}")
     return table[key]
@@ -91,71 +168,88 @@ def _pick(kind: str, table: Mapping[str, Any], key: str) -> Any:
 
 @lru_cache(maxsize=1)
 def _models() -> dict[str, ModelEntry]:
-    raw = _read_yaml("models.yaml")["models"]
-    out = {}
-    for key, e in raw.items():
-        out[key] = ModelEntry(
-            key=key,
-            title=e["title"],
-            family=e["family"],
-            builder=e["builder"],
-            weights_file=e["weights_file"],
-            input_size=int(e["input_size"]),
-            mean=tuple(e["mean"]),
-            std=tuple(e["std"]),
-            pretraining=e.get("pretraining", {}),
-            tiny=bool(e.get("tiny", False)),
-            timm_name=e.get("timm_name"),
-        )
-    return out
+    raw = read_yaml(CONFIG_DIR / "models.yaml", top_keys=("models",))["models"]
+    convert = {
+        "builder": _mapping,
+        "pretraining": _mapping,
+        "input_size": _positive_int,
+        "mean": _triple,
+        "std": _triple,
+        "tiny": _flag,
+    }
+    return {
+        k: _entry(ModelEntry, k, e, "model", convert)
+        for k, e in check_keys(raw, allowed=tuple(raw), what="models").items()
+    }
+
+
+def _metrics(v: Any) -> dict[str, str]:
+    m = check_keys(v, allowed=METRICS, required=METRICS, what="metrics")
+    return {k: str(s) for k, s in m.items()}
 
 
 @lru_cache(maxsize=1)
 def _datasets() -> dict[str, DatasetEntry]:
-    raw = _read_yaml("datasets.yaml")["datasets"]
-    out = {}
-    for key, e in raw.items():
-        missing = {"id_val", "id_test", "ood_test"} - set(e["metrics"])
-        if missing:
-            raise CatalogError(f"dataset {key!r} lacks metrics {sorted(missing)}")
-        out[key] = DatasetEntry(
-            key=key,
-            title=e["title"],
-            loader=e["loader"],
-            root_subdir=e["root_subdir"],
-            layout=e["layout"],
-            num_classes=int(e["num_classes"]),
-            epochs=int(e["epochs"]),
-            image_size=int(e["image_size"]),
-            transforms=e["transforms"],
-            metrics=dict(e["metrics"]),
-            synthetic=e.get("synthetic"),
-            domains=dict(e.get("domains", {})),
-        )
-    return out
+    raw = read_yaml(CONFIG_DIR / "datasets.yaml", top_keys=("datasets",))["datasets"]
+    convert = {
+        "num_classes": _positive_int,
+        "epochs": _positive_int,
+        "image_size": _positive_int,
+        "metrics": _metrics,
+        "domains": _mapping,
+    }
+    entries = check_keys(raw, allowed=tuple(raw), what="datasets")
+    return {k: _entry(DatasetEntry, k, e, "dataset", convert) for k, e in entries.items()}
 
 
 @lru_cache(maxsize=1)
 def _methods() -> dict[str, MethodEntry]:
-    raw = _read_yaml("methods.yaml")
-    grids = raw["lr_grids"]
+    raw = read_yaml(CONFIG_DIR / "methods.yaml", top_keys=("lr_grids", "methods"))
+    grids = check_keys(raw["lr_grids"], allowed=tuple(raw["lr_grids"]), what="lr_grids")
+
+    def grid(name: Any) -> tuple[float, ...]:
+        if not isinstance(name, str) or name not in grids:
+            raise ValueError(f"unknown LR grid {name!r}; valid LR grids: {', '.join(grids)}")
+        values = grids[name]
+        if not isinstance(values, list) or not values or not all(isinstance(x, (int, float)) and x > 0 for x in values):
+            raise ValueError(f"LR grid {name!r} must be a non-empty list of numbers > 0, got {values!r}")
+        return tuple(float(x) for x in values)
+
+    def optimizer(name: Any) -> str:
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+        return name
+
+    def lp_ft(v: Any) -> dict[str, float]:
+        keys = ("lp_epochs_fraction", "ft_lr_div")
+        return {k: float(x) for k, x in check_keys(v, allowed=keys, required=keys, what="lp_ft").items()}
+
+    def embed_lr_mult(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"expected a number > 0, got {v!r}")
+        return float(v)
+
+    convert = {
+        "optimizer": optimizer,
+        "options": _mapping,
+        "lr_grid": grid,
+        "embed_lr_mult": embed_lr_mult,
+        "lp_ft": lp_ft,
+        "families": lambda v: tuple(v) if v else None,
+    }
     out = {}
-    for key, e in raw["methods"].items():
-        grid = _pick("LR grid", grids, e["lr_grid"])
-        fams = e.get("families")
-        out[key] = MethodEntry(
-            key=key,
-            title=e["title"],
-            optimizer=e["optimizer"],
-            options=dict(e.get("options", {})),
-            lr_grid=tuple(float(x) for x in grid),
-            freeze=e.get("freeze", "none"),
-            schedule=e.get("schedule", "cosine"),
-            embed_lr_mult=float(e.get("embed_lr_mult", 1.0)),
-            lp_ft=e.get("lp_ft"),
-            families=tuple(fams) if fams else None,
-        )
+    for key, e in check_keys(raw["methods"], allowed=tuple(raw["methods"]), what="methods").items():
+        entry = _entry(MethodEntry, key, e, "method", convert)
+        problems = check_options(key, entry.optimizer, entry.options)
+        if problems:
+            options = e["options"]
+            where = options.where(problems[0].option) if isinstance(options, YamlMap) else e.where("options")
+            raise CatalogError(f"{where}: {problems[0]}")
+        out[key] = entry
     return out
+
+
+# ---- the doors -------------------------------------------------------------------------------------------------
 
 
 def get_model(key: str) -> ModelEntry:
@@ -180,6 +274,29 @@ def list_datasets(*, synthetic: bool | None = None) -> list[str]:
 
 def list_methods() -> list[str]:
     return list(_methods())
+
+
+def method_option_problems(method: str, options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(option, message) for every option of `options` that `method`'s optimizer would refuse."""
+    entry = get_method(method)
+    return [(p.option or "", str(p)) for p in check_options(method, entry.optimizer, options)]
+
+
+def list_presets() -> list[str]:
+    """Sweep presets, by the names a submission may use: the files of configs/sweeps/ without `.yaml`."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def get_preset(name: str) -> YamlMap:
+    """A preset's raw fields (the sweep spec checks them); only a name that `list_presets` gives is ever opened."""
+    _pick("preset", dict.fromkeys(list_presets()), name)
+    return read_yaml(PRESET_DIR / f"{name}.yaml")
+
+
+@lru_cache(maxsize=1)
+def paper_reference() -> YamlMap:
+    """configs/paper_reference.yaml, read strictly; `analysis.tables.reference` checks what it holds."""
+    return read_yaml(CONFIG_DIR / "paper_reference.yaml")
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 
 A trial is (model, dataset, method, learning rate, seed) plus the knobs that do not change the science
 (batch size, data and weights locations, device). The worker knows nothing of Ray, HTTP or sweeps: it takes
-a `TrialConfig`, a `report(metrics, checkpoint_dir)` callable and an optional checkpoint to resume from.
+a `TrialConfig`, a `report(EpochReport, checkpoint_dir)` callable and an optional checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -13,35 +13,22 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-# Trial outcomes. `diverged` is a clean stop on a NaN/inf loss, never a crash.
-STATUS_COMPLETED = "completed"
-STATUS_DIVERGED = "diverged"
-STATUS_FAILED = "failed"
-STATUS_STOPPED = "stopped"  # stopped early by a scheduler
+from worker import catalog
+from worker.records import EpochReport, is_finite
 
-# Keys of every per-epoch report (the `epochs` Parquet table adds the trial's identity around them).
-# Metric values are fractions in [0, 1]; tables show percentages.
-EPOCH_REPORT_KEYS = (
-    "epoch",  # epochs completed, from 1
-    "train_loss",
-    "lr",  # LR of the main parameter group at the end of the epoch
-    "id_val",  # the dataset's selection metric (catalog `metrics.id_val`)
-    "id_test",  # the dataset's reported ID metric
-    "ood_test",  # the dataset's reported OOD metric
-    "split_metrics",  # {"<split>/<metric>": value} for every evaluation split
-    "epoch_time_s",  # training + evaluation wall time of this epoch
-    "train_time_s",  # training part only
-    "train_images_per_s",
-    "optimizer_state_bytes",
-    "peak_memory_bytes",  # CUDA peak on GPU, process RSS high-water mark on CPU
-    "best_epoch",  # epoch with the best id_val so far
-    "is_best",  # this epoch is the best so far
-    "status",  # "running" until the last report, then a final STATUS_*
-    "trainable_params",
-    "frozen_params",
-)
+
+def learning_rate(value: Any) -> float:
+    """The one check of a learning rate, wherever one enters: a finite number > 0 (not a boolean), as a float."""
+    if not is_finite(value) or value <= 0:
+        raise ValueError(f"a learning rate must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _whole(name: str, value: Any, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
+        raise ValueError(f"{name} must be a whole number from {low} to 2**63 - 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +51,18 @@ class TrialConfig:
     method_options: Mapping[str, Any] = field(default_factory=dict)  # overrides of the catalog's options
     threads: int | None = None  # torch intra-op threads on CPU
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", learning_rate(self.lr))
+        _whole("seed", self.seed, low=0)
+        _whole("batch_size", self.batch_size, low=1)
+        for name in ("epochs", "max_train_images", "max_eval_images"):
+            if getattr(self, name) is not None:
+                _whole(name, getattr(self, name), low=1)
+
+    def epochs_planned(self) -> int:
+        """The epochs the trial runs unless stopped: its own setting, else its dataset's catalog default."""
+        return self.epochs or catalog.get_dataset(self.dataset).epochs
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["method_options"] = dict(self.method_options)
@@ -83,8 +82,8 @@ class TrialConfig:
             "model": self.model,
             "dataset": self.dataset,
             "method": self.method,
-            "lr": float(self.lr),
-            "seed": int(self.seed),
+            "lr": self.lr,
+            "seed": self.seed,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "max_train_images": self.max_train_images,
@@ -98,8 +97,5 @@ class TrialConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-class ReportFn(Protocol):
-    def __call__(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
-
-
-ReportCallable = Callable[[dict[str, Any], "Path | None"], None]
+ReportCallable = Callable[[EpochReport, "Path | None"], None]
+"""How a trial hands out each epoch's report, with the directory of that epoch's checkpoint (None: none)."""

@@ -16,25 +16,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
+from worker.loading import load_model_and_data, resolve_device, seed_everything
 from worker.models import BuiltModel
-
-# One row per layer: PROBE_SCHEMA's columns without the sweep's identity (sweep_id, model, dataset).
-ROW_KEYS = (
-    "layer",
-    "kind",
-    "depth",
-    "num_params",
-    "grad_norm",
-    "param_norm",
-    "grad_norm_over_param_norm",
-    "grad_norm_over_sqrt_numel",
-    "batches",
-)
+from worker.records import LayerGradient
 
 
 def _norm(tensors: Sequence[torch.Tensor]) -> float:
@@ -50,7 +41,7 @@ def layer_gradient_probe(
     max_batches: int = 8,
     device: str | torch.device = "cpu",
 ) -> list[dict[str, Any]]:
-    """Rows (keys ROW_KEYS) for every probe layer, input first; `batches` yields (images, labels, ...)."""
+    """A `LayerGradient` row (as a dict) for every probe layer, input first; `batches` yields (images, labels, ...)."""
     if max_batches < 1:
         raise ValueError(f"max_batches must be at least 1, got {max_batches}")
     module = built.module.to(device)
@@ -93,17 +84,49 @@ def layer_gradient_probe(
         grad_norm = sums[j] / seen
         param_norm = _norm([params[n] for n in layer.param_names])
         numel = sum(params[n].numel() for n in layer.param_names)
-        rows.append(
-            {
-                "layer": layer.name,
-                "kind": layer.kind,
-                "depth": layer.depth,
-                "num_params": numel,
-                "grad_norm": grad_norm,
-                "param_norm": param_norm,
-                "grad_norm_over_param_norm": grad_norm / param_norm if param_norm > 0 else math.nan,
-                "grad_norm_over_sqrt_numel": grad_norm / math.sqrt(numel) if numel else math.nan,
-                "batches": seen,
-            }
+        row = LayerGradient(
+            layer=layer.name,
+            kind=layer.kind,
+            depth=layer.depth,
+            num_params=numel,
+            grad_norm=grad_norm,
+            param_norm=param_norm,
+            grad_norm_over_param_norm=grad_norm / param_norm if param_norm > 0 else math.nan,
+            grad_norm_over_sqrt_numel=grad_norm / math.sqrt(numel) if numel else math.nan,
+            batches=seen,
         )
+        rows.append(row.to_dict())
     return rows
+
+
+def run_probe(
+    model: str,
+    dataset: str,
+    *,
+    data_root: str | Path,
+    weights: str | None = None,
+    weights_root: str | None = None,
+    pretrained: bool = True,
+    max_batches: int = 8,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """The probe of `model` on `dataset`'s training split, at the pretrained initialisation."""
+    dev = resolve_device(device)
+    seed_everything(seed)
+    built, bundle = load_model_and_data(
+        model,
+        dataset,
+        data_root=data_root,
+        device=dev,
+        seed=seed,
+        weights=weights,
+        weights_root=weights_root,
+        pretrained=pretrained,
+        max_train_images=max_batches * batch_size,
+    )
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    loader = DataLoader(bundle.train, batch_size=batch_size, shuffle=True, generator=gen)
+    return layer_gradient_probe(built, loader, max_batches=max_batches, device=dev)

@@ -11,7 +11,8 @@ from torch import nn
 from orchestrator.schema import PROBE_SCHEMA
 from worker import catalog
 from worker.models import BuiltModel, ProbeLayer, create_model
-from worker.probe import ROW_KEYS, layer_gradient_probe
+from worker.probe import layer_gradient_probe
+from worker.records import LayerGradient, record_fields
 
 
 def batches(n: int, num_classes: int = 3, size: int = 32, seed: int = 0):
@@ -30,8 +31,11 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_row_keys_are_the_probe_schema_without_the_sweep_identity():
-    assert ROW_KEYS == tuple(n for n in PROBE_SCHEMA.names if n not in ("sweep_id", "model", "dataset"))
+ROW_KEYS = tuple(name for name, _, _ in record_fields(LayerGradient))
+
+
+def test_probe_schema_is_the_record_with_the_sweep_identity():
+    assert ("sweep_id", "model", "dataset", *ROW_KEYS) == tuple(PROBE_SCHEMA.names)
 
 
 @pytest.mark.parametrize(("key", "middle"), [("tiny_vit", {"attn", "mlp"}), ("tiny_bit", {"block"})])

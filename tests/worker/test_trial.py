@@ -11,10 +11,12 @@ import torch
 
 from worker import catalog
 from worker.__main__ import main as worker_main
-from worker.config import EPOCH_REPORT_KEYS, STATUS_COMPLETED, STATUS_DIVERGED, TrialConfig
+from worker.config import TrialConfig
 from worker.models import create_model
+from worker.probe import run_probe
+from worker.records import EpochReport, TrialStatus, record_fields
 from worker.synthetic import generate_benchmark
-from worker.trial import CheckpointMismatchError, load_checkpoint, run_probe, run_trial
+from worker.trial import CheckpointMismatchError, load_checkpoint, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,8 @@ class Recorder:
         self.reports: list[dict] = []
         self.checkpoints: list[dict] = []
 
-    def __call__(self, metrics: dict, checkpoint_dir: Path | None) -> None:
-        self.reports.append(metrics)
+    def __call__(self, report: EpochReport, checkpoint_dir: Path | None) -> None:
+        self.reports.append(report.to_dict())
         if checkpoint_dir is not None:
             self.checkpoints.append(load_checkpoint(checkpoint_dir))
 
@@ -60,29 +62,31 @@ def test_every_epoch_reports_every_key_and_the_best_epoch(data_root: Path) -> No
     summary = run_trial(_config(data_root), rec)
     assert [r["epoch"] for r in rec.reports] == [1, 2, 3]
     for r in rec.reports:
-        assert set(EPOCH_REPORT_KEYS) <= set(r)
+        assert set(r) == {name for name, _, _ in record_fields(EpochReport)}
         assert set(r["split_metrics"]) == {"id_test/acc", "ood_test/acc"}
         assert r["train_images_per_s"] > 0 and r["peak_memory_bytes"] > 0
-    assert [r["status"] for r in rec.reports] == ["running", "running", STATUS_COMPLETED]
+    assert [r["status"] for r in rec.reports] == ["running", "running", TrialStatus.COMPLETED]
     best = max(rec.reports, key=lambda r: (r["id_val"], -r["epoch"]))
-    assert summary["best_epoch"] == best["epoch"]
-    assert summary["id_val"] == best["id_val"] and summary["ood_test"] == best["ood_test"]
+    assert summary.best_epoch == best["epoch"]
+    assert summary.id_val == best["id_val"] and summary.ood_test == best["ood_test"]
     assert sum(r["is_best"] for r in rec.reports) >= 1
     # cosine per step from the start LR to 0: the reported (start-of-epoch) LR falls every epoch
-    lrs = [r["lr"] for r in rec.reports]
+    lrs = [r["lr_now"] for r in rec.reports]
     assert lrs[0] == pytest.approx(0.05) and lrs[0] > lrs[1] > lrs[2] > 0
 
 
-def test_a_resumed_trial_ends_with_the_same_numbers(data_root: Path) -> None:
-    cfg = _config(data_root, method="sgd_freeze_embed")
+# LP-FT with 4 epochs probes for 1: resuming after epoch 1 starts the fine-tuning phase from its beginning
+@pytest.mark.parametrize(("method", "epochs"), [("sgd_freeze_embed", 3), ("lp_ft_sgd", 4)])
+def test_a_resumed_trial_ends_with_the_same_numbers(data_root: Path, method: str, epochs: int) -> None:
+    cfg = _config(data_root, method=method, epochs=epochs)
     full = Recorder()
     full_summary = run_trial(cfg, full)
 
     first = Recorder()
     seen: list[Path] = []
 
-    def stop_after_first_epoch(metrics: dict, checkpoint_dir: Path | None) -> None:
-        first(metrics, checkpoint_dir)
+    def stop_after_first_epoch(report: EpochReport, checkpoint_dir: Path | None) -> None:
+        first(report, checkpoint_dir)
         # keep a copy: the trial deletes its own checkpoint directories
         keep = data_root.parent / "resume-ckpt"
         import shutil
@@ -97,12 +101,12 @@ def test_a_resumed_trial_ends_with_the_same_numbers(data_root: Path) -> None:
     resumed = Recorder()
     resumed_summary = run_trial(cfg, resumed, resume_from=seen[0])
 
-    assert [r["epoch"] for r in resumed.reports] == [2, 3]
+    assert [r["epoch"] for r in resumed.reports] == list(range(2, epochs + 1))
     for a, b in zip(full.reports[1:], resumed.reports, strict=True):
-        for key in ("train_loss", "lr", "id_val", "id_test", "ood_test", "split_metrics", "best_epoch"):
+        for key in ("train_loss", "lr_now", "id_val", "id_test", "ood_test", "split_metrics", "best_epoch"):
             assert a[key] == b[key], key
     for key in ("best_epoch", "id_val", "id_test", "ood_test", "epochs_done"):
-        assert full_summary[key] == resumed_summary[key]
+        assert getattr(full_summary, key) == getattr(resumed_summary, key)
     final_full, final_resumed = full.checkpoints[-1]["model"], resumed.checkpoints[-1]["model"]
     assert all(torch.equal(final_full[k], final_resumed[k]) for k in final_full)
 
@@ -111,12 +115,12 @@ def test_a_checkpoint_of_another_trial_is_refused(data_root: Path, tmp_path: Pat
     rec = Recorder()
     keep = tmp_path / "ckpt"
 
-    def keep_first(metrics: dict, checkpoint_dir: Path | None) -> None:
+    def keep_first(report: EpochReport, checkpoint_dir: Path | None) -> None:
         import shutil
 
         if not keep.exists():
             shutil.copytree(checkpoint_dir, keep)
-        rec(metrics, checkpoint_dir)
+        rec(report, checkpoint_dir)
 
     run_trial(_config(data_root, epochs=1), keep_first)
     with pytest.raises(CheckpointMismatchError, match="belongs to trial"):
@@ -126,8 +130,8 @@ def test_a_checkpoint_of_another_trial_is_refused(data_root: Path, tmp_path: Pat
 def test_a_diverging_trial_stops_cleanly(data_root: Path) -> None:
     rec = Recorder()
     summary = run_trial(_config(data_root, lr=1e12), rec)
-    assert summary["status"] == STATUS_DIVERGED
-    assert rec.reports[-1]["status"] == STATUS_DIVERGED
+    assert summary.status == TrialStatus.DIVERGED
+    assert rec.reports[-1]["status"] == TrialStatus.DIVERGED
     assert math.isnan(rec.reports[-1]["train_loss"])
     assert len(rec.reports) < 3  # it stopped instead of training on
 
@@ -146,7 +150,7 @@ def test_a_trial_on_a_synthetic_benchmark_beats_chance(data_root: Path) -> None:
     rec = Recorder()
     summary = run_trial(_config(data_root, epochs=5, max_train_images=384, max_eval_images=200), rec)
     chance = 1 / catalog.get_dataset("synth_style").num_classes
-    assert summary["id_val"] > chance + 0.07, rec.reports
+    assert summary.id_val > chance + 0.07, rec.reports
 
 
 def test_a_method_outside_its_families_is_refused(data_root: Path) -> None:
@@ -190,7 +194,7 @@ def test_the_command_line_prints_one_json_line_per_epoch(data_root: Path, capsys
     assert code == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["epoch"] for x in lines[:-1]] == [1, 2]
-    assert lines[-1]["summary"]["status"] == STATUS_COMPLETED
+    assert lines[-1]["summary"]["status"] == TrialStatus.COMPLETED
 
 
 def test_the_command_line_names_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

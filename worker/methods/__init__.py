@@ -4,13 +4,7 @@ Everything is built from a catalog `MethodEntry` (configs/methods.yaml) and a mo
 its embedding, patch conv, head and unfreezing groups.
 """
 
-from worker.methods.optimizers import (
-    OPTIMIZERS,
-    build_optimizer,
-    optimizer_state_bytes,
-    resolve_options,
-    valid_options,
-)
+from worker.methods.optimizers import build_optimizer, optimizer_state_bytes
 from worker.methods.phases import (
     PHASE_FINETUNE,
     PHASE_LINEAR_PROBE,
@@ -27,7 +21,6 @@ from worker.methods.spd import AdamSPD
 from worker.methods.unfreeze import GradualUnfreezer, ever_trainable_names
 
 __all__ = [
-    "OPTIMIZERS",
     "PHASE_FINETUNE",
     "PHASE_LINEAR_PROBE",
     "TRAINABLE_SETS",
@@ -44,8 +37,6 @@ __all__ = [
     "gradual_unfreeze_factor",
     "optimizer_state_bytes",
     "plan_phases",
-    "resolve_options",
     "trainable_names",
     "trainable_param_count",
-    "valid_options",
 ]

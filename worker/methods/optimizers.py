@@ -14,123 +14,17 @@ while the LR is constant.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from timm.optim import Lamb, Lars
 
 from worker.catalog import MethodEntry
+from worker.method_options import resolve_options
 from worker.methods.phases import BuiltModelLike, Phase
 from worker.methods.spd import AdamSPD
 from worker.methods.unfreeze import ever_trainable_names
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"option {name!r} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _non_negative(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if v < 0:
-        raise ValueError(f"option {name!r} must be >= 0, got {value!r}")
-    return v
-
-
-def _positive(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if v <= 0:
-        raise ValueError(f"option {name!r} must be > 0, got {value!r}")
-    return v
-
-
-def _fraction(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if not 0 <= v < 1:
-        raise ValueError(f"option {name!r} must be in [0, 1), got {value!r}")
-    return v
-
-
-def _betas(name: str, value: Any) -> tuple[float, float]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"option {name!r} must be two numbers in [0, 1), such as [0.9, 0.999]; got {value!r}")
-    return (_fraction(name, value[0]), _fraction(name, value[1]))
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"option {name!r} must be true or false, got {value!r}")
-    return value
-
-
-def _optional_positive(name: str, value: Any) -> float | None:
-    return None if value is None else _positive(name, value)
-
-
-# per optimizer: option name -> (checker, the optimizer constructor's keyword)
-_OPTIONS: dict[str, dict[str, tuple[Callable[[str, Any], Any], str]]] = {
-    "sgd": {
-        "momentum": (_fraction, "momentum"),
-        "weight_decay": (_non_negative, "weight_decay"),
-        "nesterov": (_flag, "nesterov"),
-    },
-    "adamw": {
-        "betas": (_betas, "betas"),
-        "eps": (_non_negative, "eps"),
-        "weight_decay": (_non_negative, "weight_decay"),
-    },
-    "lars": {
-        "momentum": (_fraction, "momentum"),
-        "weight_decay": (_non_negative, "weight_decay"),
-        "trust_coefficient": (_positive, "trust_coeff"),
-        "eps": (_non_negative, "eps"),
-        "nesterov": (_flag, "nesterov"),
-    },
-    "lamb": {
-        "betas": (_betas, "betas"),
-        "eps": (_non_negative, "eps"),
-        "weight_decay": (_non_negative, "weight_decay"),
-        "max_grad_norm": (_optional_positive, "max_grad_norm"),
-    },
-    "adam_spd": {
-        "betas": (_betas, "betas"),
-        "eps": (_non_negative, "eps"),
-        "spd_lambda": (_non_negative, "spd_lambda"),
-    },
-}
-
-OPTIMIZERS = tuple(_OPTIONS)
-
-
-def valid_options(optimizer: str) -> tuple[str, ...]:
-    """Option names that a method using `optimizer` accepts (catalog `options` and sweep overrides)."""
-    if optimizer not in _OPTIONS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
-    return tuple(sorted(_OPTIONS[optimizer]))
-
-
-def resolve_options(method: MethodEntry, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Catalog options overridden by `options`, checked, as the optimizer constructor's keywords."""
-    valid = valid_options(method.optimizer)
-    merged = {**dict(method.options), **dict(options or {})}
-    unknown = sorted(set(merged) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for method {method.key!r} (optimizer {method.optimizer!r}); "
-            f"valid options: {', '.join(valid)}"
-        )
-    spec = _OPTIONS[method.optimizer]
-    out: dict[str, Any] = {}
-    for name, value in merged.items():
-        check, keyword = spec[name]
-        try:
-            out[keyword] = check(name, value)
-        except ValueError as e:
-            raise ValueError(f"method {method.key!r}: {e}") from None
-    return out
 
 
 def _param_groups(built: BuiltModelLike, method: MethodEntry, phase: Phase) -> list[dict[str, Any]]:
@@ -143,8 +37,6 @@ def _param_groups(built: BuiltModelLike, method: MethodEntry, phase: Phase) -> l
         raise ValueError(f"method {method.key!r}, phase {phase.name!r}: no parameter is trainable")
     split_embed = method.embed_lr_mult != 1.0
     split_head = method.optimizer == "adam_spd"
-    if split_embed and not (_number("embed_lr_mult", method.embed_lr_mult) > 0):
-        raise ValueError(f"method {method.key!r}: embed_lr_mult must be > 0, got {method.embed_lr_mult}")
     main: list[torch.nn.Parameter] = []
     embed: list[torch.nn.Parameter] = []
     head: list[torch.nn.Parameter] = []
@@ -172,7 +64,7 @@ def build_optimizer(
     built: BuiltModelLike, method: MethodEntry, phase: Phase, options: Mapping[str, Any] | None = None
 ) -> torch.optim.Optimizer:
     """The method's optimizer over the phase's trainable parameters, with `options` overriding the catalog's."""
-    kwargs = resolve_options(method, options)
+    kwargs = resolve_options(method.key, method.optimizer, method.options, options)
     groups = _param_groups(built, method, phase)
     if method.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=phase.lr, **kwargs)
