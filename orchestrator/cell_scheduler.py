@@ -11,43 +11,43 @@ empty: trials that were already past a rung are not compared at it again.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from worker import catalog
+from worker.config import TrialConfig
+from worker.records import SELECTION_METRIC, TrialStatus
+from worker.selection import is_evaluated
 
 TRIAL_CONFIG_KEY = "trial"  # the key of the param space that holds a trial's TrialConfig dict
 
 
-def _trial_dict(trial: Any) -> dict[str, Any]:
+def _trial_config(trial: Any) -> TrialConfig:
     config = getattr(trial, "config", None) or {}
     if TRIAL_CONFIG_KEY not in config:
         raise KeyError(f"trial {trial.trial_id} has no {TRIAL_CONFIG_KEY!r} entry in its config; got {sorted(config)}")
-    return config[TRIAL_CONFIG_KEY]
+    return TrialConfig.from_dict(config[TRIAL_CONFIG_KEY])
 
 
 def cell_of(trial: Any) -> tuple[str, str, str, int]:
     """(model, dataset, method, seed) of a Tune trial whose config holds a TrialConfig dict."""
-    d = _trial_dict(trial)
-    return (d["model"], d["dataset"], d["method"], int(d.get("seed", 0)))
+    t = _trial_config(trial)
+    return (t.model, t.dataset, t.method, t.seed)
 
 
 def epochs_of(trial: Any) -> int:
-    """The number of epochs the trial will run: its own setting, else its dataset's catalog default."""
-    d = _trial_dict(trial)
-    return int(d.get("epochs") or catalog.get_dataset(d["dataset"]).epochs)
+    """The number of epochs the trial will run unless stopped."""
+    return _trial_config(trial).epochs_planned()
 
 
 class CellScheduler(FIFOScheduler):
-    """One ASHA per cell; trials run in submission order, as with FIFO.
+    """One ASHA per cell; trials run in submission order, as with FIFO. Trials are compared on the selection
+    metric (`worker.records.SELECTION_METRIC`, higher is better), at epochs that have one.
 
     Args:
         grace_period: epochs every trial runs before it can be stopped.
         reduction_factor: at each rung only the top 1/reduction_factor of the cell's trials go on.
-        metric, mode: what ASHA compares (the ID validation metric; OOD is never used to choose).
         time_attr: the reported progress counter (epochs, from 1).
         cell_key, max_epochs: how to read a trial's cell and length from its config (overridable for tests).
     """
@@ -57,8 +57,6 @@ class CellScheduler(FIFOScheduler):
         *,
         grace_period: int = 1,
         reduction_factor: float = 3.0,
-        metric: str = "id_val",
-        mode: str = "max",
         time_attr: str = "epoch",
         cell_key: Callable[[Any], Hashable] = cell_of,
         max_epochs: Callable[[Any], int] = epochs_of,
@@ -67,11 +65,7 @@ class CellScheduler(FIFOScheduler):
             raise ValueError(f"grace_period must be >= 1 epoch, got {grace_period}")
         if not reduction_factor > 1:
             raise ValueError(f"reduction_factor must be > 1, got {reduction_factor}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         super().__init__()
-        self._metric = metric
-        self._mode = mode
         self._time_attr = time_attr
         self._grace_period = grace_period
         self._reduction_factor = reduction_factor
@@ -84,7 +78,7 @@ class CellScheduler(FIFOScheduler):
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Tune passes TuneConfig's metric/mode here; this scheduler's own are fixed and must not conflict."""
-        return (metric is None or metric == self._metric) and (mode is None or mode == self._mode)
+        return metric in (None, SELECTION_METRIC) and mode in (None, "max")
 
     def _asha(self, tune_controller: Any, trial: Any) -> AsyncHyperBandScheduler:
         cell = self._trial_cell.get(trial.trial_id)
@@ -96,8 +90,8 @@ class CellScheduler(FIFOScheduler):
             max_t = max(1, self._max_epochs(trial))
             asha = AsyncHyperBandScheduler(
                 time_attr=self._time_attr,
-                metric=self._metric,
-                mode=self._mode,
+                metric=SELECTION_METRIC,
+                mode="max",
                 max_t=max_t,
                 grace_period=min(self._grace_period, max_t),
                 reduction_factor=self._reduction_factor,
@@ -116,8 +110,7 @@ class CellScheduler(FIFOScheduler):
         self._added.discard(trial.trial_id)
 
     def _comparable(self, result: dict[str, Any]) -> bool:
-        value = result.get(self._metric)
-        return self._time_attr in result and value is not None and math.isfinite(value)
+        return self._time_attr in result and is_evaluated(result)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._asha(tune_controller, trial)
@@ -126,7 +119,7 @@ class CellScheduler(FIFOScheduler):
         if not self._comparable(result):
             return TrialScheduler.CONTINUE  # e.g. a diverged epoch: nothing to compare; the trial ends itself
         decision = self._asha(tune_controller, trial).on_trial_result(tune_controller, trial, result)
-        if result.get("status", "running") != "running":
+        if result.get("status", TrialStatus.RUNNING) != TrialStatus.RUNNING:
             return TrialScheduler.CONTINUE  # the trial's last epoch: recorded at its rung, nothing left to stop
         if decision == TrialScheduler.STOP:
             self.stopped.add(trial.trial_id)

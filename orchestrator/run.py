@@ -15,6 +15,7 @@ import sys
 
 from orchestrator.driver import SweepExistsError, SweepFailedError, run_sweep
 from orchestrator.spec import SweepSpecError, load_spec
+from orchestrator.tune_runner import DEFAULT_TRIAL_FN
 
 EXIT_CODES = {"finished": 0, "failed": 1, "cancelled": 130}
 
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep with the same id and storage")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
+    p.add_argument(
+        "--trial-fn",
+        default=DEFAULT_TRIAL_FN,
+        help="the trial function, 'module:function' with worker.trial.run_trial's signature (default: %(default)s)",
+    )
     return p
 
 
@@ -40,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec) if args.spec else None
         outcome = run_sweep(
-            spec, args.sweep_id, args.storage, resume=args.resume, address=args.address, verbose=0 if args.quiet else 1
+            spec,
+            args.sweep_id,
+            args.storage,
+            resume=args.resume,
+            address=args.address,
+            verbose=0 if args.quiet else 1,
+            trial_fn=args.trial_fn,
         )
     except SweepSpecError as e:
         print(f"error: invalid sweep spec: {e}", file=sys.stderr)

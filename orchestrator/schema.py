@@ -1,16 +1,27 @@
-"""The Parquet tables a sweep writes under `<storage>/<sweep_id>/`, as pyarrow schemas.
+"""The Parquet tables a sweep writes under `<storage>/<sweep_id>/`, as pyarrow schemas built from the records.
 
-`trials.parquet`: one row per trial, its config and its result at the best-ID-validation epoch.
-`epochs.parquet`: one row per (trial, epoch); when a crashed trial repeats an epoch, the last report wins.
-`probe.parquet`: the layer-gradient probe, one row per (model, dataset, layer).
-Metric columns are fractions in [0, 1].
+`trials.parquet`: one row per trial: its identity, its `TrialSummary`, its config and when it last changed.
+`epochs.parquet`: one row per (trial, epoch): its identity and its `EpochReport`; when a crashed trial repeats an
+epoch, the last report wins.
+`probe.parquet`: the layer-gradient probe, one `LayerGradient` row per (model, dataset, layer).
+Metric columns are fractions in [0, 1]. A mapping field (an epoch's `split_metrics`) is stored as JSON text in a
+column named `<field>_json`.
 """
 
 from __future__ import annotations
 
+import json
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
 import pyarrow as pa
 
-TRIAL_STATUSES = ("pending", "running", "completed", "diverged", "stopped", "failed", "cancelled")
+from worker.records import EpochReport, LayerGradient, TrialSummary, record_fields
+
+_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+JSON_SUFFIX = "_json"
 
 IDENTITY_FIELDS = [
     pa.field("sweep_id", pa.string()),
@@ -22,61 +33,50 @@ IDENTITY_FIELDS = [
     pa.field("seed", pa.int64()),
 ]
 
+
+def _base(tp: Any) -> Any:
+    """X from `X | None`."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def is_mapping(tp: Any) -> bool:
+    return typing.get_origin(_base(tp)) in (Mapping, dict)
+
+
+def record_columns(record: type) -> list[pa.Field]:
+    """One column per field of `record`, its description in the field's metadata."""
+    out = []
+    for name, tp, doc in record_fields(record):
+        base = _base(tp)
+        column, kind = (name + JSON_SUFFIX, pa.string()) if is_mapping(base) else (name, _ARROW[base])
+        out.append(pa.field(column, kind, metadata={"doc": doc} if doc else None))
+    return out
+
+
+def record_row(record: Any) -> dict[str, Any]:
+    """A record's fields as one row of its columns (mappings as JSON text)."""
+    row = {}
+    for name, tp, _ in record_fields(type(record)):
+        value = getattr(record, name)
+        if is_mapping(tp):
+            row[name + JSON_SUFFIX] = json.dumps(dict(value or {}), sort_keys=True)
+        else:
+            row[name] = value
+    return row
+
+
 TRIALS_SCHEMA = pa.schema(
     IDENTITY_FIELDS
-    + [
-        pa.field("status", pa.string()),  # one of TRIAL_STATUSES
-        pa.field("epochs_planned", pa.int64()),
-        pa.field("epochs_done", pa.int64()),
-        pa.field("best_epoch", pa.int64()),  # null until an epoch is reported
-        pa.field("id_val", pa.float64()),  # at best_epoch
-        pa.field("id_test", pa.float64()),  # at best_epoch
-        pa.field("ood_test", pa.float64()),  # at best_epoch
-        pa.field("final_train_loss", pa.float64()),
-        pa.field("wall_time_s", pa.float64()),
-        pa.field("optimizer_state_bytes", pa.int64()),
-        pa.field("peak_memory_bytes", pa.int64()),
-        pa.field("trainable_params", pa.int64()),
-        pa.field("frozen_params", pa.int64()),
-        pa.field("error", pa.string()),
-        pa.field("config_json", pa.string()),  # the full TrialConfig
-        pa.field("updated_at", pa.timestamp("ms", tz="UTC")),
-    ]
+    + record_columns(TrialSummary)
+    + [pa.field("config_json", pa.string()), pa.field("updated_at", pa.timestamp("ms", tz="UTC"))]
 )
-
 EPOCHS_SCHEMA = pa.schema(
-    IDENTITY_FIELDS
-    + [
-        pa.field("epoch", pa.int64()),
-        pa.field("train_loss", pa.float64()),
-        pa.field("lr_now", pa.float64()),
-        pa.field("id_val", pa.float64()),
-        pa.field("id_test", pa.float64()),
-        pa.field("ood_test", pa.float64()),
-        pa.field("split_metrics_json", pa.string()),
-        pa.field("epoch_time_s", pa.float64()),
-        pa.field("train_time_s", pa.float64()),
-        pa.field("train_images_per_s", pa.float64()),
-        pa.field("optimizer_state_bytes", pa.int64()),
-        pa.field("peak_memory_bytes", pa.int64()),
-        pa.field("is_best", pa.bool_()),
-        pa.field("reported_at", pa.timestamp("ms", tz="UTC")),
-    ]
+    IDENTITY_FIELDS + record_columns(EpochReport) + [pa.field("reported_at", pa.timestamp("ms", tz="UTC"))]
 )
-
 PROBE_SCHEMA = pa.schema(
-    [
-        pa.field("sweep_id", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("dataset", pa.string()),
-        pa.field("layer", pa.string()),
-        pa.field("kind", pa.string()),  # embed | attn | mlp | block | norm | head | other
-        pa.field("depth", pa.int64()),  # position from input (0) to head
-        pa.field("num_params", pa.int64()),
-        pa.field("grad_norm", pa.float64()),  # mean over minibatches of ||g_layer||_2
-        pa.field("param_norm", pa.float64()),
-        pa.field("grad_norm_over_param_norm", pa.float64()),
-        pa.field("grad_norm_over_sqrt_numel", pa.float64()),
-        pa.field("batches", pa.int64()),
-    ]
+    [pa.field("sweep_id", pa.string()), pa.field("model", pa.string()), pa.field("dataset", pa.string())]
+    + record_columns(LayerGradient)
 )

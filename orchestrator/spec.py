@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from configs import CONFIG_DIR
 from worker import catalog
-from worker.config import TrialConfig
+from worker.config import TrialConfig, learning_rate
+from worker.strict_yaml import YamlError, YamlMap, load_file, load_text
 
-PRESET_DIR = CONFIG_DIR / "sweeps"
 DEFAULT_MAX_TRIALS = 5000
+LearningRate = Annotated[float, BeforeValidator(learning_rate)]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """How every error names a field: ('models', 1) -> 'models[1]', ('lrs', 'sgd', 0) -> 'lrs.sgd[0]'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 class EarlyStopping(BaseModel):
@@ -61,10 +69,10 @@ class SweepSpec(BaseModel):
     models: list[str]
     datasets: list[str]
     methods: list[str]
-    lrs: dict[str, list[float]] = Field(
+    lrs: dict[str, list[LearningRate]] = Field(
         default_factory=dict, description="LR grid per method; a method not named here uses the catalog's grid"
     )
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0])
     epochs: int | None = Field(None, ge=1, description="overrides every dataset's catalog epochs")
     batch_size: int = Field(32, ge=1)
     max_train_images: int | None = Field(None, ge=1)
@@ -125,7 +133,7 @@ class SweepSpec(BaseModel):
                     model=m,
                     dataset=d,
                     method=meth,
-                    lr=float(lr),
+                    lr=lr,
                     seed=s,
                     epochs=self.epochs,
                     batch_size=self.batch_size,
@@ -169,18 +177,16 @@ def _catalog_problems(spec: SweepSpec) -> list[ValidationProblem]:
     for meth, grid in spec.lrs.items():
         if not grid:
             problems.append(ValidationProblem(field=f"lrs.{meth}", message="empty LR grid"))
-        for i, lr in enumerate(grid):
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                problems.append(
-                    ValidationProblem(field=f"lrs.{meth}[{i}]", message=f"LR must be a finite number > 0, got {lr}")
-                )
-    for meth in spec.method_options:
+    for meth, options in spec.method_options.items():
         if meth not in spec.methods:
             problems.append(
                 ValidationProblem(
                     field=f"method_options.{meth}", message=f"options for {meth!r}, which is not in methods"
                 )
             )
+            continue
+        for option, message in catalog.method_option_problems(meth, options):
+            problems.append(ValidationProblem(field=f"method_options.{meth}.{option}", message=message))
     return problems
 
 
@@ -222,44 +228,48 @@ def validate_spec(
     return problems
 
 
-def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
-    """A spec from a YAML file, a YAML string or a dict; pydantic errors become a SweepSpecError."""
-    from pydantic import ValidationError
+def _problems(e: ValidationError, where: YamlMap | None = None) -> list[ValidationProblem]:
+    """Pydantic's errors with the spec's field paths; `where`, the YAML a field came from, adds its file and line."""
+    out = []
+    for err in e.errors():
+        path = field_path(err["loc"]) or "spec"
+        top = err["loc"][0] if err["loc"] else None
+        at = f"{where.where(top)}: " if where is not None and top in where.key_lines else ""
+        out.append(ValidationProblem(field=path, message=at + err["msg"]))
+    return out
 
-    if isinstance(source, dict):
-        data = source
-    else:
-        p = Path(source)
-        text = p.read_text() if p.suffix in (".yaml", ".yml", ".json") or p.exists() else str(source)
-        data = yaml.safe_load(text)
+
+def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
+    """A spec from a YAML file, a YAML string or a dict; every problem becomes part of one SweepSpecError."""
+    try:
+        if isinstance(source, dict):
+            data = source
+        elif isinstance(source, Path) or Path(source).suffix in (".yaml", ".yml", ".json") or Path(source).exists():
+            data = load_file(source)
+        else:
+            data = load_text(str(source))
+    except (OSError, YamlError) as e:
+        raise SweepSpecError([ValidationProblem(field="spec", message=str(e))]) from None
     if not isinstance(data, dict):
         raise SweepSpecError([ValidationProblem(field="spec", message="a sweep spec must be a mapping")])
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as e:
-        raise SweepSpecError(
-            [
-                ValidationProblem(field=".".join(str(x) for x in err["loc"]) or "spec", message=err["msg"])
-                for err in e.errors()
-            ]
-        ) from None
-
-
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise SweepSpecError(_problems(e, data if isinstance(data, YamlMap) else None)) from None
 
 
 def load_preset(name: str, overrides: dict[str, Any] | None = None) -> SweepSpec:
-    """A preset from configs/sweeps/, with top-level fields replaced by `overrides`."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise SweepSpecError(
-            [
-                ValidationProblem(
-                    field="preset", message=f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}"
-                )
-            ]
-        )
-    data = yaml.safe_load(path.read_text())
-    data.update(overrides or {})
-    return load_spec(data)
+    """A catalog preset (configs/sweeps/<name>.yaml), with top-level fields replaced by `overrides`.
+
+    A problem in a field the preset itself gives names the preset's file and line.
+    """
+    try:
+        preset = catalog.get_preset(name)
+    except catalog.CatalogError as e:
+        raise SweepSpecError([ValidationProblem(field="preset", message=str(e))]) from None
+    given = {k: line for k, line in preset.key_lines.items() if k not in (overrides or {})}
+    data = YamlMap({**preset, **(overrides or {})}, source=preset.source, line=preset.line, key_lines=given)
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as e:
+        raise SweepSpecError(_problems(e, data)) from None

@@ -25,9 +25,9 @@ import ray
 from ray import tune
 
 from orchestrator.cell_scheduler import TRIAL_CONFIG_KEY
-from orchestrator.results import DONE_STATUSES
 from orchestrator.storage import Location
 from worker.config import TrialConfig
+from worker.records import EpochReport, TrialStatus
 
 TRAINABLE_NAME = "shiftsweep_trial"
 TRIAL_FN_KEY = "trial_fn"  # param-space key: "module:function" with worker.trial.run_trial's signature
@@ -42,8 +42,8 @@ class ResultsSink(Protocol):
 
     def status(self, trial_id: str) -> str: ...
     def start(self, trial_id: str) -> None: ...
-    def merge_history(self, trial_id: str, reports: Sequence[Mapping[str, Any]], *, finished: bool) -> None: ...
-    def record_epoch(self, trial_id: str, metrics: Mapping[str, Any]) -> None: ...
+    def merge_history(self, trial_id: str, reports: Sequence[EpochReport], *, finished: bool) -> None: ...
+    def record_epoch(self, trial_id: str, report: EpochReport) -> None: ...
     def finish(self, trial_id: str, *, error: str | None = None) -> str: ...
     def maybe_flush(self) -> bool: ...
 
@@ -67,12 +67,17 @@ def cluster_gpus() -> float:
 # ---- the trainable -------------------------------------------------------------------------------------------
 
 
-def _tune_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def _tune_metrics(report: EpochReport) -> dict[str, Any]:
     """A worker report as Tune stores it: split metrics as one JSON string, so every report has the same keys."""
-    out = dict(metrics)
-    if isinstance(out.get("split_metrics"), dict):
-        out["split_metrics"] = json.dumps(out["split_metrics"], sort_keys=True)
+    out = report.to_dict()
+    out["split_metrics"] = json.dumps(out["split_metrics"], sort_keys=True)
     return out
+
+
+def _epoch_report(result: Mapping[str, Any]) -> EpochReport:
+    """The worker's report back from a Tune result (which also holds Tune's own keys)."""
+    split = result.get("split_metrics")
+    return EpochReport.from_mapping({**result, "split_metrics": json.loads(split) if isinstance(split, str) else split})
 
 
 def _import(path: str) -> Any:
@@ -89,10 +94,10 @@ def train_trial(config: dict[str, Any]) -> None:
 
     trial = TrialConfig.from_dict(config[TRIAL_CONFIG_KEY])
 
-    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+    def report(epoch: EpochReport, checkpoint_dir: Path | None) -> None:
         # Tune copies the checkpoint to storage inside report(), before the worker may delete its directory.
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
-        tune.report(_tune_metrics(metrics), checkpoint=checkpoint)
+        tune.report(_tune_metrics(epoch), checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -112,7 +117,7 @@ def trial_dirname(trial: Any) -> str:
 # ---- events to the results sink ------------------------------------------------------------------------------
 
 
-def _history(trial: Any) -> list[dict[str, Any]]:
+def _history(trial: Any) -> list[EpochReport]:
     """The epoch reports Tune logged for a trial (result.json in its storage directory; a resumed trial's file
     repeats epochs, a killed driver's may end in a torn line)."""
     path = Path(trial.path, "result.json").as_posix()
@@ -128,7 +133,7 @@ def _history(trial: Any) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
         if isinstance(row, dict) and "epoch" in row:
-            rows.append(row)
+            rows.append(_epoch_report(row))
     return rows
 
 
@@ -162,7 +167,7 @@ class _ResultsCallback(tune.Callback):
         self._merged = True
         for trial in trials:
             finished = trial.status == "TERMINATED"
-            if finished and self.sink.status(self._id(trial)) in DONE_STATUSES:
+            if finished and self.sink.status(self._id(trial)) in TrialStatus.DONE:
                 continue
             history = _history(trial)
             if history or finished:
@@ -184,7 +189,7 @@ class _ResultsCallback(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" in result:
-            self.sink.record_epoch(self._id(trial), result)
+            self.sink.record_epoch(self._id(trial), _epoch_report(result))
         self.sink.maybe_flush()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -285,7 +290,7 @@ def run_trials(job: TuneJob, sink: ResultsSink, *, resume: bool) -> bool:
 
 def _probe_task(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     os.environ.setdefault("OUTDATED_IGNORE", "1")
-    from worker.trial import run_probe
+    from worker.probe import run_probe
 
     return run_probe(**kwargs)
 
@@ -293,7 +298,7 @@ def _probe_task(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
 def run_probes(
     jobs: Sequence[dict[str, Any]], *, cpus: float, gpus: float
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]] | None, str | None]]:
-    """Run `worker.trial.run_probe(**job)` for each job as a Ray task; (job, rows or None, error or None) each."""
+    """Run `worker.probe.run_probe(**job)` for each job as a Ray task; (job, rows or None, error or None) each."""
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(_probe_task)
     refs = [task.remote(dict(j)) for j in jobs]
     out: list[tuple[dict[str, Any], list[dict[str, Any]] | None, str | None]] = []

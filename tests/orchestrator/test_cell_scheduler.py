@@ -129,7 +129,6 @@ def test_cells_and_epochs_come_from_the_trial_config() -> None:
     [
         ({"grace_period": 0}, "grace_period"),
         ({"reduction_factor": 1.0}, "reduction_factor"),
-        ({"mode": "best"}, "mode"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:

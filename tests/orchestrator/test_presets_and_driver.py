@@ -18,9 +18,11 @@ from orchestrator.driver import (
 )
 from orchestrator.driver_state import DriverState, read_driver_state
 from orchestrator.run import main
-from orchestrator.spec import SweepSpecError, list_presets, load_preset, load_spec, validate_spec
+from orchestrator.spec import SweepSpecError, load_preset, load_spec, validate_spec
 from orchestrator.storage import Location
+from worker.catalog import PRESET_DIR, list_presets
 from worker.config import TrialConfig
+from worker.records import EpochReport
 
 PRESET_SIZES = {"paper_main": 840, "clip_ablations": 900, "memory": 8, "probe": 210, "demo": 108}
 
@@ -34,8 +36,6 @@ def test_presets_exist_validate_and_have_the_expected_grids() -> None:
 
 
 def test_preset_files_carry_their_run_command() -> None:
-    from orchestrator.spec import PRESET_DIR
-
     for name in PRESET_SIZES:
         text = (PRESET_DIR / f"{name}.yaml").read_text()
         assert "python -m orchestrator.run --spec configs/sweeps/" + name + ".yaml" in text, name
@@ -152,7 +152,7 @@ def test_an_interrupt_outside_tune_cancels_and_a_resume_reruns(tmp_path: Path, m
         for t in job.trials:
             tid = TrialConfig.from_dict(t).trial_id()
             sink.start(tid)
-            sink.record_epoch(tid, {"epoch": 1, "id_val": 0.5, "status": "completed"})
+            sink.record_epoch(tid, EpochReport(epoch=1, id_val=0.5, status="completed"))
             sink.finish(tid)
         return False
 

@@ -3,9 +3,9 @@ files, and the readers' empty tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,12 +19,12 @@ from orchestrator.results import (
     read_epochs,
     read_probe,
     read_trials,
-    summarize_epochs,
     write_probe,
 )
 from orchestrator.schema import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA
 from orchestrator.storage import Location
 from worker.config import TrialConfig
+from worker.records import EpochReport
 
 
 def configs() -> list[TrialConfig]:
@@ -34,26 +34,26 @@ def configs() -> list[TrialConfig]:
     ]
 
 
-def report(epoch: int, id_val: float | None, *, status: str = "running", ood: float = 0.5) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "train_loss": 1.0 / epoch,
-        "lr": 0.01,
-        "id_val": id_val,
-        "id_test": id_val,
-        "ood_test": ood,
-        "split_metrics": {"id_test/acc": id_val, "ood_test/acc": ood},
-        "epoch_time_s": 2.0,
-        "train_time_s": 1.5,
-        "train_images_per_s": 100.0,
-        "optimizer_state_bytes": 1000,
-        "peak_memory_bytes": 5000 + epoch,
-        "best_epoch": epoch,
-        "is_best": True,
-        "status": status,
-        "trainable_params": 10,
-        "frozen_params": 2,
-    }
+def report(epoch: int, id_val: float | None, *, status: str = "running", ood: float = 0.5) -> EpochReport:
+    return EpochReport(
+        epoch=epoch,
+        train_loss=1.0 / epoch,
+        lr_now=0.01,
+        id_val=id_val,
+        id_test=id_val,
+        ood_test=ood,
+        split_metrics={"id_test/acc": id_val, "ood_test/acc": ood},
+        epoch_time_s=2.0,
+        train_time_s=1.5,
+        train_images_per_s=100.0,
+        optimizer_state_bytes=1000,
+        peak_memory_bytes=5000 + epoch,
+        best_epoch=epoch,
+        is_best=True,
+        status=status,
+        trainable_params=10,
+        frozen_params=2,
+    )
 
 
 class Clock:
@@ -118,7 +118,7 @@ def test_statuses_stopped_failed_diverged_cancelled(tmp_path: Path) -> None:
     assert rows[b]["status"] == "failed" and "boom" in rows[b]["error"]
 
     other = ResultsStore(tmp_path / "d", "s2", configs())
-    other.record_epoch(a, {**report(1, None, status="diverged"), "train_loss": float("nan")})
+    other.record_epoch(a, dataclasses.replace(report(1, None, status="diverged"), train_loss=float("nan")))
     assert other.finish(a) == "diverged"
     other.start(b)
     assert other.cancel_unfinished() == 1
@@ -186,7 +186,7 @@ def test_unknown_trial_and_bad_report_are_named(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="nope"):
         store.start("nope")
     with pytest.raises(ValueError, match="'epoch'"):
-        store.record_epoch(configs()[0].trial_id(), {"id_val": 0.5})
+        EpochReport.from_mapping({"id_val": 0.5})
 
 
 def test_readers_return_empty_tables_with_the_schema(tmp_path: Path) -> None:
@@ -204,11 +204,6 @@ def test_probe_rows_merge_by_model_and_dataset(tmp_path: Path) -> None:
     assert t.num_rows == 2
     assert probed_pairs(tmp_path) == {("tiny_vit", "synth_style"), ("tiny_bit", "synth_style")}
     assert sorted(t.column("grad_norm").to_pylist()) == [1.0, 2.0]
-
-
-def test_summary_of_no_epochs() -> None:
-    s = summarize_epochs([])
-    assert s["epochs_done"] == 0 and s["best_epoch"] is None and s["wall_time_s"] is None
 
 
 def test_location_rejects_empty_and_reads_missing_as_none(tmp_path: Path) -> None:

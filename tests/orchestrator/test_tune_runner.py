@@ -14,6 +14,7 @@ import pytest
 from orchestrator import tune_runner
 from orchestrator.results import ResultsStore, read_epochs, read_trials
 from worker.config import TrialConfig
+from worker.records import EpochReport
 
 
 def configs() -> list[TrialConfig]:
@@ -107,9 +108,11 @@ def test_history_of_a_trial_without_result_file_is_empty(tmp_path: Path) -> None
     assert tune_runner._history(fake_trials(tmp_path)[0]) == []
 
 
-def test_split_metrics_become_one_json_string() -> None:
-    out = tune_runner._tune_metrics({"epoch": 1, "split_metrics": {"b": 1.0, "a": 0.5}})
-    assert out == {"epoch": 1, "split_metrics": '{"a": 0.5, "b": 1.0}'}
+def test_split_metrics_become_one_json_string_and_back() -> None:
+    report = EpochReport(epoch=1, id_val=0.5, split_metrics={"b": 1.0, "a": 0.5})
+    out = tune_runner._tune_metrics(report)
+    assert out["split_metrics"] == '{"a": 0.5, "b": 1.0}' and out["epoch"] == 1
+    assert tune_runner._epoch_report({**out, "training_iteration": 1, "trial_id": "x"}) == report
 
 
 def test_trial_dirname_is_readable_and_ends_with_the_trial_id(tmp_path: Path) -> None:

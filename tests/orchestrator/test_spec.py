@@ -1,0 +1,85 @@
+"""A sweep spec is checked once, with one spelling of field paths: catalog keys, LRs, options, presets' lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import SweepSpecError, field_path, load_preset, load_spec, validate_spec
+from worker import catalog
+from worker.config import TrialConfig, learning_rate
+from worker.strict_yaml import load_text
+
+
+def _spec(**extra) -> dict:
+    return {"models": ["tiny_vit"], "datasets": ["synth_style"], "methods": ["sgd", "adamw"], **extra}
+
+
+def _fields(problems) -> dict[str, str]:
+    return {p.field: p.message for p in problems}
+
+
+def test_field_paths_are_spelled_one_way() -> None:
+    assert field_path(("models", 1)) == "models[1]"
+    assert field_path(("lrs", "sgd", 0)) == "lrs.sgd[0]"
+    assert field_path(("query", "limit")) == "query.limit"
+    # a type problem (pydantic) and a catalog problem of the same list name the item the same way
+    with pytest.raises(SweepSpecError) as e:
+        load_spec(_spec(models=["tiny_vit", 3]))
+    assert "models[1]" in _fields(e.value.problems)
+    problems = validate_spec(load_spec(_spec(models=["tiny_vit", "resnet9000"])), check_data=False)
+    assert "models[1]" in _fields(problems)
+
+
+@pytest.mark.parametrize("bad", [True, 0, -1e-3, float("inf"), float("nan"), "0.1", None])
+def test_an_lr_is_checked_by_one_rule_in_a_spec_and_in_a_trial(bad) -> None:
+    with pytest.raises(SweepSpecError) as e:
+        load_spec(_spec(lrs={"sgd": [0.01, bad]}))
+    assert "a learning rate must be a finite number > 0" in _fields(e.value.problems)["lrs.sgd[1]"]
+    with pytest.raises(ValueError, match="a learning rate must be a finite number > 0"):
+        TrialConfig(model="tiny_vit", dataset="synth_style", method="sgd", lr=bad)
+    assert learning_rate(3) == 3.0 and isinstance(learning_rate(3), float)
+
+
+def test_expanded_trials_carry_the_lr_as_a_float() -> None:
+    spec = load_spec(_spec(lrs={"sgd": [1, 0.5], "adamw": [1e-3]}))
+    assert [t.lr for t in spec.expand()] == [1.0, 0.5, 1e-3]
+    assert all(type(t.lr) is float for t in spec.expand())
+
+
+def test_method_options_are_checked_when_the_spec_is(tmp_path) -> None:
+    spec = load_spec(_spec(method_options={"sgd": {"momentun": 0.9, "weight_decay": -1}, "lamb": {"eps": 1}}))
+    fields = _fields(validate_spec(spec, check_data=False))
+    assert set(fields) == {"method_options.sgd.momentun", "method_options.sgd.weight_decay", "method_options.lamb"}
+    assert "valid options: momentum, nesterov, weight_decay" in fields["method_options.sgd.momentun"]
+    assert "must be >= 0" in fields["method_options.sgd.weight_decay"]
+    good = load_spec(_spec(method_options={"sgd": {"momentum": 0.0, "nesterov": False}}))
+    assert validate_spec(good, check_data=False) == []
+
+
+def test_seeds_outside_int64_are_refused() -> None:
+    with pytest.raises(SweepSpecError) as e:
+        load_spec(_spec(seeds=[0, 2**64]))
+    assert "seeds[1]" in _fields(e.value.problems)
+
+
+def test_a_spec_file_with_a_duplicate_key_is_refused(tmp_path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("models: [tiny_vit]\ndatasets: [synth_style]\nmethods: [sgd]\nmodels: [tiny_bit]\n")
+    with pytest.raises(SweepSpecError, match=r"s.yaml:4: duplicate key 'models' \(first at line 1\)"):
+        load_spec(path)
+
+
+def test_a_preset_problem_names_the_presets_file_and_line(monkeypatch) -> None:
+    text = "name: p\nmodels: [tiny_vit]\ndatasets: [synth_style]\nmethods: [sgd]\nepochs: 0\ncolour: red\n"
+    monkeypatch.setattr(catalog, "get_preset", lambda name: load_text(text, "configs/sweeps/p.yaml"))
+    with pytest.raises(SweepSpecError) as e:
+        load_preset("p")
+    fields = _fields(e.value.problems)
+    assert fields["epochs"].startswith("configs/sweeps/p.yaml:5: ")
+    assert fields["colour"].startswith("configs/sweeps/p.yaml:6: ")
+    with pytest.raises(SweepSpecError) as e:
+        load_preset("p", {"epochs": -1})  # an override is the caller's, not the file's
+    assert not _fields(e.value.problems)["epochs"].startswith("configs/")
+    with pytest.raises(SweepSpecError, match="valid presets"):
+        monkeypatch.undo()
+        load_preset("nope")
