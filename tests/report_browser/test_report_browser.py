@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.report import render_report
+from analysis import load_sweep
+from analysis.report import render_report
 from orchestrator.results import read_trials
-from orchestrator.tables import load_sweep
-from tests.orchestrator.test_report import LRS, add_losses, build_finished_sweep, build_running_sweep, trial_curve
-from tests.orchestrator.test_tables_selection import SweepBuilder
+from tests.analysis.test_report import LRS, add_losses, build_finished_sweep, build_running_sweep, trial_curve
+from tests.sweep_builder import SweepBuilder
 
 pytestmark = pytest.mark.slow
 
