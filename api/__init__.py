@@ -1,3 +1,12 @@
-"""The REST service over the orchestrator, its sweep registry, and the `shiftsweep` command-line client."""
+"""The REST service (`api.server`), its command-line client (`api.client`) and the embedded demo (`api.demo`).
 
-API_PREFIX = "/api/v1"  # every endpoint lives under this path; shared by the app and its client
+What server and client both rely on is defined here, once: where the endpoints live and the states of a sweep.
+"""
+
+API_PREFIX = "/api/v1"  # every endpoint lives under this path
+
+# The lifecycle of a sweep as the service reports it. `submitted`: the job was handed to Ray; `cancelling`:
+# a stop was requested and the job has not ended yet.
+ACTIVE_STATES = ("submitted", "pending", "running", "cancelling")
+TERMINAL_STATES = ("finished", "cancelled", "failed")
+SWEEP_STATES = ACTIVE_STATES + TERMINAL_STATES

@@ -56,11 +56,10 @@ def _free_port() -> int:
 
 def build(root: Path) -> str:
     """The registry and the big sweep's files; returns the big sweep's id."""
-    from api.registry import SqliteSweepRepository, SweepRecord, new_sweep_id
+    from api.server.registry import SqliteSweepRepository, SweepRecord, new_sweep_id
+    from orchestrator import Location, ResultsStore, load_spec
     from orchestrator.driver_state import DriverState
-    from orchestrator.results import ResultsStore, planned_epochs
-    from orchestrator.spec import load_spec
-    from orchestrator.storage import Location
+    from worker.records import EpochReport, TrialStatus
 
     storage = root / "storage"
     repo = SqliteSweepRepository(storage / "registry.sqlite3")
@@ -89,29 +88,27 @@ def build(root: Path) -> str:
         if i > 700:
             continue  # still pending
         store.start(tid)
-        planned = planned_epochs(t)
+        planned = t.epochs_planned()
         last = planned if i < 680 else max(1, planned // 2)
         for epoch in range(1, last + 1):
             acc = min(0.99, 0.5 + 0.4 * epoch / planned + rng.uniform(-0.05, 0.05))
-            store.record_epoch(
-                tid,
-                {
-                    "epoch": epoch,
-                    "train_loss": 2.0 / epoch,
-                    "lr": t.lr,
-                    "id_val": acc,
-                    "id_test": acc - 0.01,
-                    "ood_test": acc - 0.2,
-                    "split_metrics": {"id_val/acc": acc, "id_test/acc": acc - 0.01, "ood_test/acc": acc - 0.2},
-                    "epoch_time_s": rng.uniform(30, 300),
-                    "train_time_s": 25.0,
-                    "train_images_per_s": 400.0,
-                    "optimizer_state_bytes": 344_000_000,
-                    "peak_memory_bytes": 9_000_000_000,
-                    "status": "completed" if epoch == planned else "running",
-                    "is_best": True,
-                },
+            report = EpochReport(
+                epoch=epoch,
+                train_loss=2.0 / epoch,
+                lr_now=t.lr,
+                id_val=acc,
+                id_test=acc - 0.01,
+                ood_test=acc - 0.2,
+                split_metrics={"id_val/acc": acc, "id_test/acc": acc - 0.01, "ood_test/acc": acc - 0.2},
+                epoch_time_s=rng.uniform(30, 300),
+                train_time_s=25.0,
+                train_images_per_s=400.0,
+                optimizer_state_bytes=344_000_000,
+                peak_memory_bytes=9_000_000_000,
+                status=TrialStatus.COMPLETED if epoch == planned else TrialStatus.RUNNING,
+                is_best=True,
             )
+            store.record_epoch(tid, report)
         if i < 680:
             store.finish(tid)
     store.flush()
@@ -124,9 +121,9 @@ def serve(root: Path, port: int) -> None:
     """The app, in its own process, with jobs kept in memory and the big sweep's job running."""
     import uvicorn
 
-    from api.jobs import FakeJobBackend
-    from api.main import create_app
-    from api.settings import get_settings
+    from api.server.jobs import FakeJobBackend
+    from api.server.main import create_app
+    from api.server.settings import get_settings
 
     backend = FakeJobBackend()
     settings = get_settings(storage=root / "storage", check_data=False)

@@ -15,6 +15,7 @@ init, which makes the numbers a statement about the scheduler, not about fine-tu
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from orchestrator.cell_scheduler import CellScheduler  # noqa: E402
 from orchestrator.driver import SweepOutcome, run_sweep  # noqa: E402
 from orchestrator.results import read_epochs, read_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
+from worker.selection import select_cells  # noqa: E402
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench-data"
 Cell = tuple[str, str, str, int]
@@ -64,10 +66,8 @@ def demo_spec(args: argparse.Namespace, *, early_stopping: bool) -> SweepSpec:
 
 def replay(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int]:
     """The last epoch each trial would have run under per-cell ASHA, replaying results in arrival order."""
-    fake = {
-        r["trial_id"]: _Trial(r["trial_id"], {"trial": {**r, "epochs": r["epochs_planned"]}})
-        for r in trials.to_pylist()
-    }
+    fake = {r["trial_id"]: _Trial(r["trial_id"], {"trial": json.loads(r["config_json"])}) for r in trials.to_pylist()}
+    planned = {r["trial_id"]: r["epochs_planned"] for r in trials.to_pylist()}
     es = spec.early_stopping
     sched = CellScheduler(grace_period=es.grace_period, reduction_factor=es.reduction_factor)
     for t in fake.values():
@@ -79,7 +79,7 @@ def replay(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int
         if tid in stopped:
             continue
         ran[tid] = r["epoch"]
-        final = r["epoch"] == fake[tid].config["trial"]["epochs"]
+        final = r["epoch"] == planned[tid]
         result = {"epoch": r["epoch"], "id_val": r["id_val"], "status": "completed" if final else "running"}
         if sched.on_trial_result(None, fake[tid], result) == "STOP":
             stopped.add(tid)
@@ -93,16 +93,15 @@ def _cells(trials: pa.Table) -> dict[Cell, list[dict[str, Any]]]:
     return out
 
 
-def chosen_lrs(trials: pa.Table, epochs: pa.Table, last_epoch: dict[str, int]) -> dict[Cell, float]:
-    """Per cell, the LR whose trial has the best ID validation over the epochs it ran (ties: the smaller LR)."""
-    best: dict[str, float] = {}
-    for r in epochs.to_pylist():
-        if r["epoch"] <= last_epoch.get(r["trial_id"], 0) and r["id_val"] is not None:
-            best[r["trial_id"]] = max(best.get(r["trial_id"], -1.0), r["id_val"])
-    return {
-        cell: min(rows, key=lambda t: (-best.get(t["trial_id"], -1.0), t["lr"]))["lr"]
-        for cell, rows in _cells(trials).items()
-    }
+def chosen_lrs(trials: pa.Table, epochs: pa.Table, last_epoch: dict[str, int]) -> dict[Cell, float | None]:
+    """Per cell, the LR the selection rule chooses when each trial counts only the epochs it ran."""
+    ran = [r for r in epochs.to_pylist() if r["epoch"] <= last_epoch.get(r["trial_id"], 0)]
+    out: dict[Cell, float | None] = {}
+    for cell, rows in _cells(trials).items():
+        ids = {t["trial_id"] for t in rows}
+        results = select_cells([{**t, "status": "completed"} for t in rows], [e for e in ran if e["trial_id"] in ids])
+        out[cell] = results[0].chosen_lr
+    return out
 
 
 def cost(epochs: pa.Table, last_epoch: dict[str, int]) -> tuple[int, float]:

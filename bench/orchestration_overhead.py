@@ -64,7 +64,7 @@ def plain_seconds(spec: SweepSpec) -> float:
     trials = [TrialConfig.from_dict({**t.to_dict(), "device": "cpu", "threads": 1}) for t in spec.expand()]
     t0 = time.perf_counter()
     for t in trials:
-        run_trial(t, lambda metrics, checkpoint_dir: None)
+        run_trial(t, lambda report, checkpoint_dir: None)
     return time.perf_counter() - t0
 
 

@@ -77,7 +77,7 @@ def trial_loop(model_key: str, dataset_key: str, data_root: Path, epochs: int, b
         max_eval_images=8,
         device="cpu",
     )
-    run_trial(config, lambda m, _c: rates.append(m["train_images_per_s"]))
+    run_trial(config, lambda report, _c: rates.append(report.train_images_per_s))
     return statistics.median(rates[1:] if len(rates) > 1 else rates)
 
 

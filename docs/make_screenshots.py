@@ -59,8 +59,8 @@ BUILD_EPOCHS, BUILD_TRAIN, BUILD_EVAL, PRETRAIN_STEPS = 4, 256, 256, 300
 
 def newest_demo_sweep() -> Path | None:
     """The most recently written sweep under demo_out/results/ whose trials have all ended, if any."""
-    from orchestrator.report.progress import sweep_progress
-    from orchestrator.results import read_trials
+    from orchestrator import read_trials
+    from worker.selection import sweep_progress
 
     candidates = sorted(
         (p.parent for p in (REPO / "demo_out" / "results").glob("*/trials.parquet")),
@@ -68,13 +68,13 @@ def newest_demo_sweep() -> Path | None:
         reverse=True,
     )
     for d in candidates:
-        prog = sweep_progress(read_trials(d))
+        prog = sweep_progress(read_trials(d).to_pylist())
         if prog.total and prog.ended == prog.total:
             return d
     return None
 
 
-def run_one_trial(config: dict) -> tuple[list[dict], str | None]:
+def run_one_trial(config: dict) -> tuple[list, str | None]:
     """One trial, run in a worker process: its epoch reports, and its error if it failed (a result too)."""
     import torch
 
@@ -82,9 +82,9 @@ def run_one_trial(config: dict) -> tuple[list[dict], str | None]:
     from worker.trial import run_trial
 
     torch.set_num_threads(1)
-    reports: list[dict] = []
+    reports: list = []
     try:
-        run_trial(TrialConfig.from_dict(config), lambda metrics, _ckpt: reports.append(dict(metrics)))
+        run_trial(TrialConfig.from_dict(config), lambda report, _ckpt: reports.append(report))
     except Exception as exc:
         return reports, f"{type(exc).__name__}: {exc}"
     return reports, None
@@ -94,11 +94,11 @@ def build_sweep(root: Path, sweep_id: str = "screenshots") -> Path:
     """Run the small real sweep described in the module docstring; returns its results directory."""
     import torch
 
-    from orchestrator.results import ResultsStore, probe_table, write_probe
+    from orchestrator import ResultsStore, probe_table, write_probe
     from worker.config import TrialConfig
     from worker.pretrain import pretrain_backbone
+    from worker.probe import run_probe
     from worker.synthetic import generate_benchmark
-    from worker.trial import run_probe
 
     torch.set_num_threads(1)
     data_root, weights_root, results = root / "data", root / "weights", root / "results" / sweep_id
@@ -142,8 +142,8 @@ def build_sweep(root: Path, sweep_id: str = "screenshots") -> Path:
         for i, (config, (reports, error)) in enumerate(zip(configs, outcomes, strict=True), start=1):
             tid = config.trial_id()
             store.start(tid)
-            for metrics in reports:
-                store.record_epoch(tid, metrics)
+            for report in reports:
+                store.record_epoch(tid, report)
             store.finish(tid, error=error)
             store.maybe_flush()
             print(f"trial {i}/{len(configs)} {tid}: {store.status(tid)} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -155,7 +155,7 @@ def take_screenshots(sweep_dir: Path, out_dir: Path, chromium: str) -> list[Path
     """Render the final report and save the SHOTS at every viewport as PNG files."""
     from playwright.sync_api import sync_playwright
 
-    from orchestrator.report import render_report
+    from analysis.report import render_report
 
     html = render_report(sweep_dir, sweep_id=sweep_dir.name, state="completed", dashboard_url=None, live=False)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.jobs import FakeJobBackend
-from api.main import create_app
-from api.settings import Settings, get_settings
+from api.server.jobs import FakeJobBackend
+from api.server.main import create_app
+from api.server.settings import Settings, get_settings
 from tests.api.support import TOKEN
 
 

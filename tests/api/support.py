@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator.driver_state import DRIVER_FILE
-from orchestrator.results import ResultsStore
-from orchestrator.spec import load_spec
+from orchestrator import DRIVER_FILE, ResultsStore, load_spec
+from worker.records import EpochReport, TrialStatus
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -38,22 +37,20 @@ def write_results(storage: Path, sweep_id: str, spec: dict[str, Any], *, done: i
         last = 2 if i < done else 1
         for epoch in range(1, last + 1):
             final = i < done and epoch == last
-            store.record_epoch(
-                tid,
-                {
-                    "epoch": epoch,
-                    "train_loss": 1.0 / epoch,
-                    "lr": 0.01,
-                    "id_val": 0.5 + 0.1 * epoch + 0.01 * i,
-                    "id_test": 0.5 + 0.1 * epoch,
-                    "ood_test": 0.4 + 0.05 * epoch,
-                    "split_metrics": {"id_val/acc": 0.6, "ood_test/acc": float("nan")},
-                    "epoch_time_s": 10.0,
-                    "train_time_s": 8.0,
-                    "status": "completed" if final else "running",
-                    "is_best": True,
-                },
+            report = EpochReport(
+                epoch=epoch,
+                train_loss=1.0 / epoch,
+                lr_now=0.01,
+                id_val=0.5 + 0.1 * epoch + 0.01 * i,
+                id_test=0.5 + 0.1 * epoch,
+                ood_test=0.4 + 0.05 * epoch,
+                split_metrics={"id_val/acc": 0.6, "ood_test/acc": float("nan")},
+                epoch_time_s=10.0,
+                train_time_s=8.0,
+                status=TrialStatus.COMPLETED if final else TrialStatus.RUNNING,
+                is_best=True,
             )
+            store.record_epoch(tid, report)
         if i < done:
             store.finish(tid)
     store.flush()

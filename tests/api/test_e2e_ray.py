@@ -21,9 +21,9 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from api.cli import main as cli
-from api.main import create_app
-from api.settings import Settings, get_settings
+from api.client.cli import main as cli
+from api.server.main import create_app
+from api.server.settings import Settings, get_settings
 from orchestrator.local_cluster import LocalRayNode, free_port
 from tests.api.support import TOKEN
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from api.jobs import FakeJobBackend
-from api.settings import Settings
-from orchestrator.report import REPORT_FILE
+from analysis.report import REPORT_FILE
+from api.server.jobs import FakeJobBackend
+from api.server.settings import Settings
 from tests.api.support import spec_body, write_driver, write_results
 
 SWEEPS = "/api/v1/sweeps"

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from api.client import DEFAULT_URL, ApiClient, ClientError
-from api.watch import progress_line, watch
+from api.client.rest import DEFAULT_URL, ApiClient, ClientError
+from api.client.watch import progress_line, watch
 
 RESULT_NAMES = ("trials", "epochs", "probe")
 EXIT_FOR_STATE = {"finished": 0, "failed": 1, "cancelled": 3}
@@ -62,8 +62,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.main import create_app
-    from api.settings import get_settings
+    from api.server.main import create_app
+    from api.server.settings import get_settings
 
     overrides: dict[str, Any] = {}
     for name in ("storage", "registry", "ray_address"):

@@ -19,11 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-# The lifecycle of a sweep as the service reports it. `submitted`: the job was handed to Ray; `cancelling`:
-# a stop was requested and the job has not ended yet.
-ACTIVE_STATES = ("submitted", "pending", "running", "cancelling")
-TERMINAL_STATES = ("finished", "cancelled", "failed")
-SWEEP_STATES = ACTIVE_STATES + TERMINAL_STATES
+from api import ACTIVE_STATES, SWEEP_STATES
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 10

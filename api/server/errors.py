@@ -1,6 +1,6 @@
 """Errors the service answers with, each a status code and a `detail` that says what was wrong.
 
-Raised anywhere below the routers; `api.main` turns them into `{"detail": ...}` JSON responses.
+Raised anywhere below the routers; `api.server.main` turns them into `{"detail": ...}` JSON responses.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.spec import ValidationProblem
+from orchestrator import ValidationProblem
 
 
 class ApiError(Exception):
@@ -18,10 +18,6 @@ class ApiError(Exception):
         super().__init__(detail if isinstance(detail, str) else repr(detail))
         self.detail = detail
         self.headers = headers
-
-
-class BadRequest(ApiError):
-    status_code = 400
 
 
 class Unauthorized(ApiError):

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import status as http
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import ReadAccess, ServiceDep, WriteAccess
-from api.errors import Invalid
-from api.responses import json_response
-from api.schemas import ErrorResponse, SweepDetail, SweepPublic, SweepsPublic, SweepState
+from api.server.deps import ReadAccess, ServiceDep, WriteAccess
+from api.server.errors import Invalid
+from api.server.responses import json_response
+from api.server.schemas import ErrorResponse, SweepDetail, SweepPublic, SweepsPublic, SweepState
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 

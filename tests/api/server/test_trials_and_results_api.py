@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from api.settings import Settings
+from api.server.settings import Settings
 from orchestrator.schema import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA
 from tests.api.support import spec_body, write_results
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from api.registry import SWEEP_STATES
+from api import SWEEP_STATES
+from worker.records import EpochReport, TrialStatusName, TrialSummary, record_fields
 
 SweepState = Literal[SWEEP_STATES]  # type: ignore[valid-type]
 
@@ -66,8 +67,11 @@ class SweepDetail(SweepPublic):
     results_dir: str
     counts: dict[str, int] = Field(description="trials by status")
     total_trials: int
-    finished_trials: int = Field(description="completed, diverged, stopped or failed")
-    percent_done: float = Field(description="share of all planned epochs done; a finished trial counts in full")
+    finished_trials: int = Field(description="trials that ended: completed, diverged, stopped, failed or cancelled")
+    percent_done: float = Field(
+        description="share of the planned epochs settled: a completed, diverged or stopped trial counts in full, "
+        "any other the epochs it ran"
+    )
     eta_seconds: float | None = Field(
         description="time left, from the mean wall time of completed trials and the trials running at once"
     )
@@ -75,59 +79,58 @@ class SweepDetail(SweepPublic):
     spec: dict[str, Any]
 
 
-class TrialPublic(BaseModel):
-    trial_id: str
-    model: str
-    dataset: str
-    method: str
-    lr: float
-    seed: int
-    status: str
-    epochs_planned: int | None = None
-    epochs_done: int | None = None
-    best_epoch: int | None = None
-    id_val: float | None = None
-    id_test: float | None = None
-    ood_test: float | None = None
-    final_train_loss: float | None = None
-    wall_time_s: float | None = None
-    optimizer_state_bytes: int | None = None
-    peak_memory_bytes: int | None = None
-    trainable_params: int | None = None
-    frozen_params: int | None = None
-    error: str | None = None
-    updated_at: datetime | None = None
+def _record_fields(record: type, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """pydantic fields for every field of a record, each optional (a row written early has gaps), with its doc."""
+    fields: dict[str, Any] = {}
+    for name, tp, doc in record_fields(record):
+        if name not in exclude:
+            fields[name] = (tp | None, Field(None, description=doc or None))
+    return fields
 
 
-class TrialDetail(TrialPublic):
+_IDENTITY: dict[str, Any] = {
+    "trial_id": (str, Field(description="a stable hash of the trial's science")),
+    "model": (str, ...),
+    "dataset": (str, ...),
+    "method": (str, ...),
+    "lr": (float, ...),
+    "seed": (int, ...),
+}
+
+TrialPublic = create_model(
+    "TrialPublic",
+    __doc__="One trial: its identity and its summary at the best-ID-validation epoch (`worker.records.TrialSummary`).",
+    **_IDENTITY,
+    **{**_record_fields(TrialSummary), "status": (TrialStatusName, ...)},
+    updated_at=(datetime | None, None),
+)
+
+
+class TrialDetail(TrialPublic):  # type: ignore[valid-type,misc]
     config: dict[str, Any] = Field(description="the full trial config")
 
 
 class TrialsPublic(BaseModel):
-    data: list[TrialPublic]
+    data: list[TrialPublic]  # type: ignore[valid-type]
     count: int = Field(description="all trials that match the filters, not only this page")
 
 
-class EpochPublic(BaseModel):
-    epoch: int
-    train_loss: float | None = None
-    lr_now: float | None = None
-    id_val: float | None = None
-    id_test: float | None = None
-    ood_test: float | None = None
-    split_metrics: dict[str, float | None] = Field(default_factory=dict)
-    epoch_time_s: float | None = None
-    train_time_s: float | None = None
-    train_images_per_s: float | None = None
-    optimizer_state_bytes: int | None = None
-    peak_memory_bytes: int | None = None
-    is_best: bool = False
-    reported_at: datetime | None = None
+EpochPublic = create_model(
+    "EpochPublic",
+    __doc__="One epoch of a trial, as the worker reported it (`worker.records.EpochReport`).",
+    **{
+        **_record_fields(EpochReport),
+        "epoch": (int, ...),
+        "split_metrics": (dict[str, float | None], Field(default_factory=dict)),
+        "is_best": (bool, False),
+    },
+    reported_at=(datetime | None, None),
+)
 
 
 class EpochsPublic(BaseModel):
     trial_id: str
-    data: list[EpochPublic]
+    data: list[EpochPublic]  # type: ignore[valid-type]
     count: int
 
 

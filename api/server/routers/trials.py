@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import ReadAccess, ServiceDep
-from api.errors import Invalid, NotFound
-from api.responses import json_response
-from api.routers.sweeps import ERRORS
-from api.schemas import EpochPublic, EpochsPublic, TrialDetail, TrialPublic, TrialsPublic
-from api.trial_queries import page_trials, trial_epochs, trial_row
-from orchestrator.schema import TRIAL_STATUSES
+from api.server.deps import ReadAccess, ServiceDep
+from api.server.errors import Invalid, NotFound
+from api.server.responses import json_response
+from api.server.routers.sweeps import ERRORS
+from api.server.schemas import EpochPublic, EpochsPublic, TrialDetail, TrialPublic, TrialsPublic
+from api.server.trial_queries import page_trials, trial_epochs, trial_row
 from worker import catalog
+from worker.records import TrialStatusName
 
 router = APIRouter(prefix="/sweeps/{sweep_id}/trials", tags=["trials"], dependencies=[ReadAccess])
-
-TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
 
 
 def _check_names(model: str | None, dataset: str | None, method: str | None) -> None:
@@ -44,7 +42,7 @@ def list_trials(
     model: str | None = None,
     dataset: str | None = None,
     method: str | None = None,
-    status: TrialStatus | None = None,
+    status: TrialStatusName | None = None,
 ) -> Response:
     """A page of the sweep's trials, in the sweep's order, filtered by model, dataset, method and status."""
     _check_names(model, dataset, method)

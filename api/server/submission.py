@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.errors import Invalid
-from api.schemas import PresetSubmission
-from orchestrator.spec import SweepSpec, SweepSpecError, ValidationProblem, load_preset, load_spec, validate_spec
-from orchestrator.storage import is_uri
+from api.server.errors import Invalid
+from api.server.schemas import PresetSubmission
+from orchestrator import SweepSpec, SweepSpecError, ValidationProblem, is_uri, load_preset, load_spec, validate_spec
 
 
 def request_hash(body: Any) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import ReadAccess
-from api.schemas import CatalogPublic
-from orchestrator import tables
-from orchestrator.spec import list_presets
-from worker.catalog import catalog_dict
+from analysis import list_formats, list_tables
+from api.server.deps import ReadAccess
+from api.server.schemas import CatalogPublic
+from worker.catalog import catalog_dict, list_presets
 
 router = APIRouter(prefix="/catalog", tags=["catalog"], dependencies=[ReadAccess])
 
@@ -22,6 +21,6 @@ def get_catalog() -> CatalogPublic:
         datasets=data["datasets"],
         methods=data["methods"],
         presets=list_presets(),
-        tables=tables.list_tables(),
-        table_formats=tables.list_formats(),
+        tables=list_tables(),
+        table_formats=list_formats(),
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.jobs import BackendUnavailable, JobExistsError, RayJobBackend
+from api.server.jobs import BackendUnavailable, JobExistsError, RayJobBackend
 
 
 class _Client:

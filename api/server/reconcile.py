@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.jobs import JOB_FAILED, JOB_PENDING, JOB_RUNNING, JOB_STOPPED, JOB_SUCCEEDED
-from api.registry import TERMINAL_STATES
+from api import TERMINAL_STATES
+from api.server.jobs import JOB_FAILED, JOB_PENDING, JOB_RUNNING, JOB_STOPPED, JOB_SUCCEEDED
 
 
 def _runs(driver: dict[str, Any]) -> int:

@@ -13,11 +13,10 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from api.file_cache import FileCache
-from api.paths import inside
-from api.progress import Progress, summarize
-from orchestrator.driver_state import DRIVER_FILE
-from orchestrator.results import EPOCHS_FILE, PROBE_FILE, TRIALS_FILE, read_epochs, read_probe, read_trials
+from api.server.file_cache import FileCache
+from api.server.paths import inside
+from orchestrator import DRIVER_FILE, EPOCHS_FILE, PROBE_FILE, TRIALS_FILE, read_epochs, read_probe, read_trials
+from worker.selection import Progress, sweep_progress
 
 RESULT_FILES = {"trials": TRIALS_FILE, "epochs": EPOCHS_FILE, "probe": PROBE_FILE}
 T = TypeVar("T")
@@ -67,7 +66,9 @@ class SweepFiles:
         path = self.file(sweep_id, TRIALS_FILE)
         kind = f"progress:{expected_total}:{active}"
         return self.cache.get(
-            path, kind, lambda: summarize(self.trials(sweep_id), expected_total=expected_total, active=active)
+            path,
+            kind,
+            lambda: sweep_progress(self.trials(sweep_id).to_pylist(), expected_total=expected_total, active=active),
         )
 
     def driver(self, sweep_id: str) -> dict[str, Any] | None:

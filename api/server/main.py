@@ -1,6 +1,6 @@
 """The FastAPI application, built by `create_app()` (nothing is created at import time).
 
-uvicorn --factory api.main:create_app          # or: shiftsweep serve
+uvicorn --factory api.server.main:create_app          # or: shiftsweep serve
 """
 
 from __future__ import annotations
@@ -15,27 +15,19 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from api import API_PREFIX
-from api.errors import ApiError
-from api.file_cache import FileCache
-from api.jobs import JobBackend, RayJobBackend
-from api.paths import UnsafePathError
-from api.registry import SqliteSweepRepository, SweepRepository
-from api.routers import catalog, health, report, results, sweeps, trials
-from api.schemas import PresetSubmission
-from api.service import SweepService
-from api.settings import Settings, get_settings
-from api.sweep_files import SweepFiles
-from orchestrator.spec import SweepSpec
+from api.server.errors import ApiError
+from api.server.file_cache import FileCache
+from api.server.jobs import JobBackend, RayJobBackend
+from api.server.paths import UnsafePathError
+from api.server.registry import SqliteSweepRepository, SweepRepository
+from api.server.routers import catalog, health, report, results, sweeps, trials
+from api.server.schemas import PresetSubmission
+from api.server.service import SweepService
+from api.server.settings import Settings, get_settings
+from api.server.sweep_files import SweepFiles
+from orchestrator import SweepSpec, field_path
 
 log = logging.getLogger(__name__)
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    """('query', 'limit') -> 'query.limit'; ('body', 'models', 0) -> 'body.models[0]'."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "request"
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -45,7 +37,9 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in exc.errors()]
+    problems = [
+        {"field": field_path(e.get("loc", ())) or "request", "message": str(e.get("msg", ""))} for e in exc.errors()
+    ]
     return JSONResponse({"detail": problems}, status_code=422)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.jobs import FakeJobBackend
-from api.main import create_app
-from api.paths import UnsafePathError, inside
-from api.settings import Settings, get_settings
+from api.server.jobs import FakeJobBackend
+from api.server.main import create_app
+from api.server.paths import UnsafePathError, inside
+from api.server.settings import Settings, get_settings
 from tests.api.support import TOKEN, spec_body, write_results
 
 SWEEPS = "/api/v1/sweeps"

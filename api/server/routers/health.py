@@ -6,9 +6,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter
 
-from api.deps import ServiceDep
-from api.jobs import BackendUnavailable
-from api.schemas import HealthPublic, RayHealth
+from api.server.deps import ServiceDep
+from api.server.jobs import BackendUnavailable
+from api.server.schemas import HealthPublic, RayHealth
 
 router = APIRouter(prefix="/health", tags=["health"])
 

@@ -14,12 +14,12 @@ import pytest
 import uvicorn
 import yaml
 
-from api.cli import UsageError, main, parse_overrides
-from api.client import ClientError
-from api.jobs import FakeJobBackend
-from api.main import create_app
-from api.settings import Settings
-from api.watch import progress_line, watch
+from api.client.cli import UsageError, main, parse_overrides
+from api.client.rest import ClientError
+from api.client.watch import progress_line, watch
+from api.server.jobs import FakeJobBackend
+from api.server.main import create_app
+from api.server.settings import Settings
 from tests.api.support import TOKEN, spec_body, write_driver, write_results
 
 

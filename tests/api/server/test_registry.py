@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.registry import DuplicateKeyError, SqliteSweepRepository, SweepRecord, UnknownSweepError, new_sweep_id
+from api.server.registry import DuplicateKeyError, SqliteSweepRepository, SweepRecord, UnknownSweepError, new_sweep_id
 
 
 def _record(sweep_id: str, key: str | None = None) -> SweepRecord:

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import Unauthorized
-from api.service import SweepService
-from api.settings import Settings
+from api.server.errors import Unauthorized
+from api.server.service import SweepService
+from api.server.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="SHIFTSWEEP_API_TOKEN of the service")
 

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from api.client import ClientError
-from api.registry import TERMINAL_STATES
+from api import TERMINAL_STATES
+from api.client.rest import ClientError
 
 BAR_WIDTH = 30
 SHOWN_COUNTS = ("running", "completed", "stopped", "diverged", "failed", "cancelled", "pending")

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from api.deps import ReadAccess, ServiceDep
-from api.errors import NotFound
-from api.routers.sweeps import ERRORS
-from orchestrator import report
-from orchestrator.storage import Location
+import analysis as report
+from api.server.deps import ReadAccess, ServiceDep
+from api.server.errors import NotFound
+from api.server.routers.sweeps import ERRORS
+from orchestrator import Location
 
 router = APIRouter(prefix="/sweeps/{sweep_id}", tags=["report"], dependencies=[ReadAccess])
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from api.deps import ReadAccess, ServiceDep
-from api.errors import Invalid, NotFound
-from api.routers.sweeps import ERRORS
-from api.schemas import TablesPublic
-from api.sweep_files import RESULT_FILES
-from orchestrator import tables
+import analysis as tables
+from api.server.deps import ReadAccess, ServiceDep
+from api.server.errors import Invalid, NotFound
+from api.server.routers.sweeps import ERRORS
+from api.server.schemas import TablesPublic
+from api.server.sweep_files import RESULT_FILES
 
 router = APIRouter(prefix="/sweeps/{sweep_id}", tags=["results"], dependencies=[ReadAccess])
 

@@ -15,16 +15,16 @@ from typing import Any
 
 import yaml
 
-from api.errors import Conflict, Invalid, NotFound, Unavailable
-from api.jobs import BackendUnavailable, JobBackend, JobExistsError
-from api.reconcile import decide
-from api.registry import ACTIVE_STATES, DuplicateKeyError, SweepRecord, SweepRepository, UnknownSweepError, new_sweep_id
-from api.schemas import DriverPublic, SweepDetail
-from api.settings import Settings
-from api.submission import check, parse_body, prepare, request_hash
-from api.sweep_files import SweepFiles
-from orchestrator.spec import SweepSpec, SweepSpecError, load_spec
-from orchestrator.storage import Location
+from api import ACTIVE_STATES
+from api.server.errors import Conflict, Invalid, NotFound, Unavailable
+from api.server.jobs import BackendUnavailable, JobBackend, JobExistsError
+from api.server.reconcile import decide
+from api.server.registry import DuplicateKeyError, SweepRecord, SweepRepository, UnknownSweepError, new_sweep_id
+from api.server.schemas import DriverPublic, SweepDetail
+from api.server.settings import Settings
+from api.server.submission import check, parse_body, prepare, request_hash
+from api.server.sweep_files import SweepFiles
+from orchestrator import Location, SweepSpec, SweepSpecError, load_spec
 from worker.catalog import CatalogError
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ class SweepService:
             results_dir=record.storage_dir,
             counts=progress.counts,
             total_trials=progress.total,
-            finished_trials=progress.finished,
+            finished_trials=progress.ended,
             percent_done=progress.percent_done,
             eta_seconds=progress.eta_seconds,
             driver=_driver_public(driver),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 from fastapi.testclient import TestClient
 
-from api.jobs import FakeJobBackend
-from api.main import create_app
-from api.settings import Settings
+from api.server.jobs import FakeJobBackend
+from api.server.main import create_app
+from api.server.settings import Settings
 from tests.api.support import spec_body, write_driver, write_results
 
 SWEEPS = "/api/v1/sweeps"
@@ -64,6 +65,24 @@ def test_every_problem_is_named(client: TestClient):
     assert r.status_code == 422 and {"epochs", "colour"} <= fields
 
 
+def test_method_options_and_lrs_are_checked_before_anything_is_stored(client: TestClient, backend: FakeJobBackend):
+    body = spec_body(
+        method_options={"sgd": {"momentun": 0.9}, "adamw": {"betas": [0.9]}},
+        lrs={"sgd": [0.01, True], "adamw": [float("inf")]},
+    )
+    r = client.post(SWEEPS, content=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    fields = {p["field"]: p["message"] for p in r.json()["detail"]}
+    assert set(fields) == {"lrs.sgd[1]", "lrs.adamw[0]"}  # type problems come first, each with its path
+    assert "a learning rate must be a finite number > 0, got True" in fields["lrs.sgd[1]"]
+    r = client.post(SWEEPS, json=spec_body(method_options={"sgd": {"momentun": 0.9}, "adamw": {"betas": [0.9]}}))
+    assert r.status_code == 422
+    fields = {p["field"]: p["message"] for p in r.json()["detail"]}
+    assert set(fields) == {"method_options.sgd.momentun", "method_options.adamw.betas"}
+    assert "valid options: momentum, nesterov, weight_decay" in fields["method_options.sgd.momentun"]
+    assert client.get(SWEEPS).json()["count"] == 0 and backend.jobs == {}
+
+
 def test_bad_bodies_get_422_naming_the_body(client: TestClient):
     for content in (b"{not json", b"[1, 2]", b"", b'"text"'):
         r = client.post(SWEEPS, content=content, headers={"Content-Type": "application/json"})
@@ -89,7 +108,7 @@ def test_gpus_asked_of_a_gpu_less_cluster(client: TestClient, backend: FakeJobBa
 
 
 def test_data_is_checked_when_asked(tmp_path: Path, backend: FakeJobBackend):
-    from api.settings import get_settings
+    from api.server.settings import get_settings
 
     s = get_settings(storage=tmp_path / "st", base_dir=tmp_path, check_data=True)
     with TestClient(create_app(s, backend=backend)) as c:
