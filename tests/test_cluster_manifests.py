@@ -147,7 +147,7 @@ def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]
 
 
 def settings_env_names() -> set[str]:
-    from api.settings import Settings
+    from api.server.settings import Settings
 
     return {f"SHIFTSWEEP_{name.upper()}" for name in Settings.model_fields}
 
