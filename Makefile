@@ -1,5 +1,6 @@
 # Two commands: `make demo` (set up, then run the whole service end to end on the embedded synthetic default)
-# and `make test` (set up, then run the whole test suite). Both create .venv on first use and reuse it after.
+# and `make test` (set up, lint with ruff, then run the whole test suite). Both create .venv on first use and reuse
+# it after.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -25,7 +26,7 @@ browser:
 demo: $(STAMP)
 	$(BIN)/python -m api.demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

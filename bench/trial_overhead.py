@@ -21,28 +21,24 @@ os.environ.setdefault("OUTDATED_IGNORE", "1")
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from worker import catalog  # noqa: E402
 from worker.config import TrialConfig  # noqa: E402
-from worker.data import load_dataset  # noqa: E402
-from worker.models import create_model  # noqa: E402
+from worker.loading import load_model_and_data  # noqa: E402
 from worker.synthetic import generate_benchmark  # noqa: E402
 from worker.trial import run_trial  # noqa: E402
 
 
 def plain_loop(model_key: str, dataset_key: str, data_root: Path, epochs: int, batch_size: int, n_train: int) -> float:
     """The shortest honest loop: SGD with momentum, cross-entropy, no evaluation. Returns images/s."""
-    dset = catalog.get_dataset(dataset_key)
     torch.manual_seed(0)
-    built = create_model(model_key, dset.num_classes, pretrained=False)
-    bundle = load_dataset(
+    built, bundle = load_model_and_data(
+        model_key,
         dataset_key,
-        data_root,
-        input_size=built.input_size,
-        mean=built.mean,
-        std=built.std,
+        data_root=data_root,
+        device=torch.device("cpu"),
+        seed=0,
+        pretrained=False,
         max_train_images=n_train,
         max_eval_images=8,
-        seed=0,
     )
     loader = DataLoader(bundle.train, batch_size=batch_size, shuffle=True)
     model = built.module

@@ -1,4 +1,5 @@
-"""Shared test setup: one CPU thread per test process, no network version checks, no user HOME side effects."""
+"""Shared test setup: one CPU thread per test process, no network version checks, no user HOME side effects,
+and the small synthetic benchmark the end-to-end tests train on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -17,3 +20,13 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """synth_style in its real (DomainNet) layout, 64 training and 32 evaluation images per split."""
+    from worker.synthetic import generate_benchmark
+
+    root = tmp_path_factory.mktemp("data")
+    generate_benchmark("synth_style", root, seed=0, n_train=64, n_eval=32)
+    return root

@@ -166,12 +166,16 @@ def cmd_resume(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_listing(kind: str, listing: dict[str, Any]) -> int:
+    """What `tables` and `plot` print without a name: the names the server offers, and their formats."""
+    print(f"{kind}: " + ", ".join(listing["data"]))
+    print("formats: " + ", ".join(listing["formats"]))
+    return 0
+
+
 def cmd_tables(client: ApiClient, args: argparse.Namespace) -> int:
     if args.name is None:
-        listing = client.tables(args.sweep_id)
-        print("tables: " + ", ".join(listing["data"]))
-        print("formats: " + ", ".join(listing["formats"]))
-        return 0
+        return _print_listing("tables", client.tables(args.sweep_id))
     content = client.table(args.sweep_id, args.name, args.format)
     if args.out:
         Path(args.out).write_bytes(content)
@@ -202,10 +206,7 @@ def cmd_report(client: ApiClient, args: argparse.Namespace) -> int:
 
 def cmd_plot(client: ApiClient, args: argparse.Namespace) -> int:
     if args.name is None:
-        listing = client.plots(args.sweep_id)
-        print("plots: " + ", ".join(listing["data"]))
-        print("formats: " + ", ".join(listing["formats"]))
-        return 0
+        return _print_listing("plots", client.plots(args.sweep_id))
     out = Path(args.out or f"{args.sweep_id}-{args.name}.{args.format}")
     out.write_bytes(client.plot(args.sweep_id, args.name, args.format))
     print(f"wrote {out}")

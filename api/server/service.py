@@ -20,7 +20,7 @@ from api.server.errors import Conflict, Invalid, NotFound, Unavailable
 from api.server.jobs import BackendUnavailable, JobBackend, JobExistsError
 from api.server.reconcile import decide
 from api.server.registry import DuplicateKeyError, SweepRecord, SweepRepository, UnknownSweepError, new_sweep_id
-from api.server.schemas import DriverPublic, SweepDetail
+from api.server.schemas import DriverPublic, SweepDetail, SweepPublic
 from api.server.settings import Settings
 from api.server.submission import check, parse_body, prepare, request_hash
 from api.server.sweep_files import SweepFiles
@@ -190,13 +190,7 @@ class SweepService:
         progress = self.files.progress(record.id, expected_total=expected, active=record.active)
         driver = self.files.driver(record.id)
         return SweepDetail(
-            id=record.id,
-            name=record.name,
-            status=record.status,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            job_id=record.job_id,
-            error=record.error,
+            **SweepPublic.model_validate(record, from_attributes=True).model_dump(),
             job_ids=list(record.job_ids),
             job_status=job_status,
             dashboard_url=self.backend.job_url(record.job_id) if record.job_id else None,

@@ -59,15 +59,6 @@ def ray_dashboard() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from worker.synthetic import generate_benchmark
-
-    root = tmp_path_factory.mktemp("data")
-    generate_benchmark(DATASET, root, seed=0, n_train=64, n_eval=32)
-    return root
-
-
 @pytest.fixture
 def ray_settings(ray_dashboard: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -50,15 +50,6 @@ def ray_address() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from worker.synthetic import generate_benchmark
-
-    root = tmp_path_factory.mktemp("data")
-    generate_benchmark(DATASET, root, seed=0, n_train=64, n_eval=32)
-    return root
-
-
 def _spec(data_root: Path, **extra: Any) -> dict[str, Any]:
     return {
         "models": ["tiny_vit"],

@@ -40,18 +40,6 @@ SUBMIT_BODY = {
 }
 
 
-def _public(record: Any) -> SweepPublic:
-    return SweepPublic(
-        id=record.id,
-        name=record.name,
-        status=record.status,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        job_id=record.job_id,
-        error=record.error,
-    )
-
-
 @router.post(
     "",
     response_model=SweepDetail,
@@ -95,7 +83,7 @@ def list_sweeps(
 ) -> SweepsPublic:
     """Sweeps, newest first."""
     records, count = service.page(limit=limit, offset=offset, status=status)
-    return SweepsPublic(data=[_public(r) for r in records], count=count)
+    return SweepsPublic(data=[SweepPublic.model_validate(r, from_attributes=True) for r in records], count=count)
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail, dependencies=[ReadAccess], responses=ERRORS)
