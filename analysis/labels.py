@@ -36,3 +36,9 @@ def ordered(kind: Kind, keys: Iterable[str]) -> list[str]:
     """Distinct `keys` in catalog order; unknown ones last, alphabetically."""
     known = {k: i for i, k in enumerate(_LISTS[kind]())}
     return sorted(set(keys), key=lambda k: (known.get(k, len(known)), k))
+
+
+def metric_title(metric: str) -> str:
+    """'id_val' -> 'ID val', 'ood_test' -> 'OOD test': a metric of worker.records.METRICS as a column title."""
+    scope, _, split = metric.partition("_")
+    return f"{scope.upper()} {split}".strip()

@@ -32,9 +32,7 @@ DISPLAY = (
     DisplayColumn("n", "n"),
     DisplayColumn("Statuses", "statuses"),
     DisplayColumn("Chosen", "chosen"),
-    DisplayColumn("ID val", "id_val"),
-    DisplayColumn("ID test", "id_test"),
-    DisplayColumn("OOD test", "ood_test"),
+    *(DisplayColumn(labels.metric_title(m), m) for m in METRICS),
 )
 
 

@@ -16,6 +16,7 @@ from analysis.reference import load_reference
 from analysis.sweep_data import SweepData
 from analysis.tables.registry import register
 from analysis.tables.table_data import Column, DisplayColumn, TableData
+from worker.records import TrialStatus
 
 ADAMW = "adamw"
 MIB = float(2**20)
@@ -53,7 +54,7 @@ def _int(v: Any) -> int | None:
 
 
 def _row(model: str, method: str, group: pd.DataFrame) -> dict[str, Any]:
-    done = group[group["status"] == "completed"]
+    done = group[group["status"] == TrialStatus.COMPLETED]
     row: dict[str, Any] = {
         "model": model,
         "model_title": labels.title("model", model),

@@ -8,9 +8,18 @@ from typing import Any, TextIO
 
 from api import TERMINAL_STATES
 from api.client.rest import ClientError
+from worker.records import TrialStatus
 
 BAR_WIDTH = 30
-SHOWN_COUNTS = ("running", "completed", "stopped", "diverged", "failed", "cancelled", "pending")
+SHOWN_COUNTS = (  # the order a progress line lists trial counts in
+    TrialStatus.RUNNING,
+    TrialStatus.COMPLETED,
+    TrialStatus.STOPPED,
+    TrialStatus.DIVERGED,
+    TrialStatus.FAILED,
+    TrialStatus.CANCELLED,
+    TrialStatus.PENDING,
+)
 
 
 def _duration(seconds: float | None) -> str:

@@ -81,9 +81,9 @@ def test_plan_phases_rejects_bad_input() -> None:
     sgd = catalog.get_method("sgd")
     with pytest.raises(ValueError, match="epochs"):
         plan_phases(sgd, 0, 1e-3)
-    with pytest.raises(ValueError, match="lr must be"):
+    with pytest.raises(ValueError, match="learning rate must be"):
         plan_phases(sgd, 3, -1.0)
-    with pytest.raises(ValueError, match="lr must be"):
+    with pytest.raises(ValueError, match="learning rate must be"):
         plan_phases(sgd, 3, math.nan)
     with pytest.raises(ValueError, match="unknown freeze 'stem'; accepted: none, embed"):
         plan_phases(dataclasses.replace(sgd, freeze="stem"), 3, 1e-3)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from torch import nn
 
 from worker.catalog import MethodEntry
+from worker.config import learning_rate
 
 PHASE_FINETUNE = "finetune"
 PHASE_LINEAR_PROBE = "linear_probe"
@@ -78,8 +79,7 @@ def plan_phases(method: MethodEntry, epochs: int, lr: float) -> list[Phase]:
     """The phases of one trial of `method` over `epochs` epochs at grid LR `lr`."""
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    lr = learning_rate(lr)
     if method.freeze not in _TRAINABLE_FOR_FREEZE:
         raise ValueError(
             f"method {method.key!r}: unknown freeze {method.freeze!r}; accepted: {', '.join(_TRAINABLE_FOR_FREEZE)}"
@@ -90,7 +90,7 @@ def plan_phases(method: MethodEntry, epochs: int, lr: float) -> list[Phase]:
         )
     trainable = _TRAINABLE_FOR_FREEZE[method.freeze]
     if not method.lp_ft:
-        return [Phase(PHASE_FINETUNE, 0, epochs, float(lr), trainable, method.schedule)]
+        return [Phase(PHASE_FINETUNE, 0, epochs, lr, trainable, method.schedule)]
 
     lp_ft = dict(method.lp_ft)
     unknown = sorted(set(lp_ft) - set(_LP_FT_KEYS))
@@ -101,8 +101,8 @@ def plan_phases(method: MethodEntry, epochs: int, lr: float) -> list[Phase]:
         raise ValueError(f"method {method.key!r}: lp_ft.ft_lr_div must be a finite number > 0, got {div}")
     lp = _lp_epochs(method, lp_ft, epochs)
     return [
-        Phase(PHASE_LINEAR_PROBE, 0, lp, float(lr), "head", "cosine"),
-        Phase(PHASE_FINETUNE, lp, epochs, float(lr) / div, trainable, method.schedule),
+        Phase(PHASE_LINEAR_PROBE, 0, lp, lr, "head", "cosine"),
+        Phase(PHASE_FINETUNE, lp, epochs, lr / div, trainable, method.schedule),
     ]
 
 
