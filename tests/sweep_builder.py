@@ -10,9 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.schema import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA
+from worker.records import METRICS
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 Epoch = tuple[float, float, float]  # (id_val, id_test, ood_test)
+
+
+def _metrics(values: Epoch) -> dict[str, float]:
+    """(id_val, id_test, ood_test) as the records' metric fields; any further metric takes the ID test value."""
+    v, t, o = values
+    return {m: t for m in METRICS} | {"id_val": v, "id_test": t, "ood_test": o}
 
 
 class SweepBuilder:
@@ -44,11 +51,11 @@ class SweepBuilder:
         row.update(ident, status=status, epochs_planned=max(len(curve), 1), epochs_done=len(curve), updated_at=NOW)
         row.update(peak_memory_bytes=peak, optimizer_state_bytes=state, trainable_params=trainable, frozen_params=0)
         if trial_metrics is not None:
-            row.update(id_val=trial_metrics[0], id_test=trial_metrics[1], ood_test=trial_metrics[2], best_epoch=1)
+            row.update(_metrics(trial_metrics), best_epoch=1)
         self.trials.append(row)
-        for i, (v, t, o) in enumerate(curve, start=1):
+        for i, values in enumerate(curve, start=1):
             e = {name: None for name in EPOCHS_SCHEMA.names}
-            e.update(ident, epoch=i, id_val=v, id_test=t, ood_test=o, is_best=False, reported_at=NOW)
+            e.update(ident, epoch=i, **_metrics(values), is_best=False, reported_at=NOW)
             self.epochs.append(e)
         return tid
 
