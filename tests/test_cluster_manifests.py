@@ -321,6 +321,13 @@ def test_docker_compose_config() -> None:
 # ---- Dockerfiles -------------------------------------------------------------------------------------------------
 
 
+def installed_packages() -> set[str]:
+    """The top-level packages pyproject.toml installs (`[tool.setuptools.packages.find] include`)."""
+    include = re.search(r"^include = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M)
+    assert include, "pyproject.toml lists no packages to include"
+    return {p.strip().strip('"').rstrip("*") for p in include.group(1).split(",")}
+
+
 def dockerfile(name: str) -> str:
     return (DOCKER / name).read_text()
 
@@ -329,10 +336,14 @@ def test_dockerfiles_install_the_project_and_copy_what_exists() -> None:
     for name in ("Dockerfile.head", "Dockerfile.gpu-worker"):
         text = dockerfile(name)
         assert re.search(r"^RUN pip install --extra-index-url \S+ \. ", text, re.M), name
+        copied = []
         for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
             *sources, _ = line.split()
             missing = [s for s in sources if not (REPO / s).exists()]
             assert missing == [], f"{name} copies {missing}, which the repository lacks"
+            copied += sources
+        packages = installed_packages()
+        assert packages <= set(copied), f"{name} does not copy the packages {sorted(packages - set(copied))}"
         assert re.search(r"^USER 1000:1000$", text, re.M), f"{name} must not run as root"
     assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim$", dockerfile("Dockerfile.head"), re.M)
     assert re.search(

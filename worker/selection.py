@@ -259,7 +259,7 @@ def choose_lr(summaries: Sequence[LrSummary]) -> LrSummary | None:
 def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
     by_lr: dict[float, list[Row]] = {}
     for r in recs:
-        by_lr.setdefault(float(r["lr"]), []).append(r)
+        by_lr.setdefault(r["lr"], []).append(r)
     summaries = [_lr_summary(lr, by_lr[lr]) for lr in sorted(by_lr)]
     chosen = choose_lr(summaries)
     n_missing = sum(_n_missing(s) for s in summaries)
