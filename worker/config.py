@@ -1,4 +1,4 @@
-"""What one trial is, and what it reports every epoch.
+"""What one trial is, checked when it is made, and how it hands out its epoch reports (`worker.records`).
 
 A trial is (model, dataset, method, learning rate, seed) plus the knobs that do not change the science
 (batch size, data and weights locations, device). The worker knows nothing of Ray, HTTP or sweeps: it takes
