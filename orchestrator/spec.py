@@ -239,12 +239,24 @@ def _problems(e: ValidationError, where: YamlMap | None = None) -> list[Validati
     return out
 
 
+def _names_a_file(source: str | Path) -> bool:
+    """A Path, or a one-line string that ends in .yaml/.yml/.json or names an existing file (else: YAML text)."""
+    if isinstance(source, Path):
+        return True
+    if "\n" in source:
+        return False
+    try:
+        return Path(source).suffix in (".yaml", ".yml", ".json") or Path(source).exists()
+    except OSError:  # too long to be a file name
+        return False
+
+
 def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
     """A spec from a YAML file, a YAML string or a dict; every problem becomes part of one SweepSpecError."""
     try:
         if isinstance(source, dict):
             data = source
-        elif isinstance(source, Path) or Path(source).suffix in (".yaml", ".yml", ".json") or Path(source).exists():
+        elif _names_a_file(source):
             data = load_file(source)
         else:
             data = load_text(str(source))

@@ -83,3 +83,11 @@ def test_a_preset_problem_names_the_presets_file_and_line(monkeypatch) -> None:
     with pytest.raises(SweepSpecError, match="valid presets"):
         monkeypatch.undo()
         load_preset("nope")
+
+
+def test_yaml_text_is_told_from_a_file_name() -> None:
+    one_line = "{models: [tiny_vit], datasets: [synth_style], methods: [sgd], name: " + "x" * 400 + "}"
+    assert load_spec(one_line).name == "x" * 400  # far too long for a file name: read as YAML
+    assert load_spec("models: [tiny_vit]\ndatasets: [synth_style]\nmethods: [sgd]\n").models == ["tiny_vit"]
+    with pytest.raises(SweepSpecError, match="No such file"):
+        load_spec("missing.yaml")
