@@ -117,6 +117,18 @@ def check_keys(data: Any, *, allowed: tuple[str, ...], required: tuple[str, ...]
     return data
 
 
+def _table(data: Any, what: str) -> YamlMap:
+    """A section of named entries (any names): it must be a mapping."""
+    if not isinstance(data, YamlMap):
+        raise CatalogError(f"{what}: expected a mapping of named entries, got {data!r}")
+    return data
+
+
+def _entries(raw: Any, cls: type[T], what: str, convert: Mapping[str, Callable[[Any], Any]]) -> dict[str, T]:
+    """Every entry of a section as a frozen record, keyed by its name."""
+    return {key: _entry(cls, key, e, what, convert) for key, e in _table(raw, f"{what}s").items()}
+
+
 def _entry(cls: type[T], key: str, raw: Any, what: str, convert: Mapping[str, Callable[[Any], Any]]) -> T:
     """A frozen record from one YAML entry: unknown keys, missing fields and bad values each name their line."""
     fields = [f for f in dataclasses.fields(cls) if f.name != "key"]
@@ -177,10 +189,7 @@ def _models() -> dict[str, ModelEntry]:
         "std": _triple,
         "tiny": _flag,
     }
-    return {
-        k: _entry(ModelEntry, k, e, "model", convert)
-        for k, e in check_keys(raw, allowed=tuple(raw), what="models").items()
-    }
+    return _entries(raw, ModelEntry, "model", convert)
 
 
 def _metrics(v: Any) -> dict[str, str]:
@@ -198,14 +207,13 @@ def _datasets() -> dict[str, DatasetEntry]:
         "metrics": _metrics,
         "domains": _mapping,
     }
-    entries = check_keys(raw, allowed=tuple(raw), what="datasets")
-    return {k: _entry(DatasetEntry, k, e, "dataset", convert) for k, e in entries.items()}
+    return _entries(raw, DatasetEntry, "dataset", convert)
 
 
 @lru_cache(maxsize=1)
 def _methods() -> dict[str, MethodEntry]:
     raw = read_yaml(CONFIG_DIR / "methods.yaml", top_keys=("lr_grids", "methods"))
-    grids = check_keys(raw["lr_grids"], allowed=tuple(raw["lr_grids"]), what="lr_grids")
+    grids = _table(raw["lr_grids"], "lr_grids")
 
     def grid(name: Any) -> tuple[float, ...]:
         if not isinstance(name, str) or name not in grids:
@@ -237,16 +245,13 @@ def _methods() -> dict[str, MethodEntry]:
         "lp_ft": lp_ft,
         "families": lambda v: tuple(v) if v else None,
     }
-    out = {}
-    for key, e in check_keys(raw["methods"], allowed=tuple(raw["methods"]), what="methods").items():
-        entry = _entry(MethodEntry, key, e, "method", convert)
+    methods = _entries(raw["methods"], MethodEntry, "method", convert)
+    for key, entry in methods.items():
         problems = check_options(key, entry.optimizer, entry.options)
         if problems:
-            options = e["options"]
-            where = options.where(problems[0].option) if isinstance(options, YamlMap) else e.where("options")
-            raise CatalogError(f"{where}: {problems[0]}")
-        out[key] = entry
-    return out
+            options = raw["methods"][key]["options"]
+            raise CatalogError(f"{options.where(problems[0].option)}: {problems[0]}")
+    return methods
 
 
 # ---- the doors -------------------------------------------------------------------------------------------------

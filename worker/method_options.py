@@ -1,6 +1,6 @@
 """The options each optimizer takes (momentum, weight decay, betas, ...), checked without building anything.
 
-A method's catalog `options` and a sweep's `method_options` overrides pass through `resolve_options`: the catalog
+A method's catalog `options` and a sweep's `method_options` overrides pass through `check_options`: the catalog
 when it is loaded, a spec when it is validated (before a sweep is accepted), and the optimizer when it is built,
 so a typo or an out-of-range value is refused with the option's name before any trial runs.
 """

@@ -81,6 +81,12 @@ def test_unknown_top_level_section_is_refused(configs) -> None:
         catalog.list_datasets()
 
 
+def test_an_empty_section_is_refused_by_name(configs) -> None:
+    (catalog.CONFIG_DIR / "models.yaml").write_text("models:\n")
+    with pytest.raises(catalog.CatalogError, match="models: expected a mapping of named entries, got None"):
+        catalog.list_models()
+
+
 def test_missing_field_and_bad_value_name_the_entry(configs) -> None:
     configs("datasets.yaml", "    epochs: 20\n", "    epochs: twenty\n")
     with pytest.raises(catalog.CatalogError, match=r"datasets.yaml:\d+: dataset 'living17': epochs: expected a whole"):
