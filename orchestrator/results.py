@@ -198,7 +198,8 @@ class ResultsStore:
         return [tid for tid in self._order if self._trials[tid]["status"] not in TrialStatus.DONE]
 
     def _all_ids(self) -> list[str]:
-        return self._order + [t for t in {**self._trials, **self._epochs} if t not in set(self._order)]
+        ordered = set(self._order)
+        return self._order + [t for t in {**self._trials, **self._epochs} if t not in ordered]
 
     def trials_table(self) -> pa.Table:
         return pa.Table.from_pylist(

@@ -13,6 +13,7 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
 
@@ -137,7 +138,10 @@ def is_finite(value: Any) -> bool:
         return False
 
 
-def record_fields(record: type) -> list[tuple[str, Any, str]]:
-    """(name, type, doc) of each field of a record, with the type resolved: what schemas are built from."""
+@cache
+def record_fields(record: type) -> tuple[tuple[str, Any, str], ...]:
+    """(name, type, doc) of each field of a record, with the type resolved: what schemas and rows are built from.
+
+    Cached: the results writer turns every report into a row with it."""
     hints = typing.get_type_hints(record)
-    return [(f.name, hints[f.name], f.metadata.get("doc", "")) for f in dataclasses.fields(record)]
+    return tuple((f.name, hints[f.name], f.metadata.get("doc", "")) for f in dataclasses.fields(record))

@@ -79,13 +79,9 @@ class SweepDetail(SweepPublic):
     spec: dict[str, Any]
 
 
-def _record_fields(record: type, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+def _record_fields(record: type) -> dict[str, Any]:
     """pydantic fields for every field of a record, each optional (a row written early has gaps), with its doc."""
-    fields: dict[str, Any] = {}
-    for name, tp, doc in record_fields(record):
-        if name not in exclude:
-            fields[name] = (tp | None, Field(None, description=doc or None))
-    return fields
+    return {name: (tp | None, Field(None, description=doc or None)) for name, tp, doc in record_fields(record)}
 
 
 _IDENTITY: dict[str, Any] = {
