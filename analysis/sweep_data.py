@@ -9,10 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from orchestrator import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA, Location, read_epochs, read_probe, read_trials
-from worker.records import METRICS
-from worker.selection import CellResult, Progress, select_cells, sweep_progress
-
-_EPOCH_COLUMNS = ["trial_id", "model", "dataset", "method", "lr", "seed", "epoch", *METRICS]
+from worker.selection import EPOCH_COLUMNS, CellResult, Progress, select_cells, sweep_progress
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,7 @@ class SweepData:
 
     @cached_property
     def cells(self) -> list[CellResult]:
-        return select_cells(self.trials.to_pylist(), self.epochs.select(_EPOCH_COLUMNS).to_pylist())
+        return select_cells(self.trials.to_pylist(), self.epochs.select(list(EPOCH_COLUMNS)).to_pylist())
 
     @cached_property
     def progress(self) -> Progress:

@@ -29,6 +29,7 @@ CellStatus = Literal["ok", "incomplete", "no_result"]
 Row = Mapping[str, Any]
 
 _IDENTITY = ("trial_id", "model", "dataset", "method", "lr", "seed")
+EPOCH_COLUMNS = (*_IDENTITY, "epoch", *METRICS)  # what the rule reads of an epochs row
 NO_METRICS = "completed (no metrics)"  # a trial whose status has a result but whose rows hold no metric
 
 
@@ -171,7 +172,7 @@ def trial_results(trials: Iterable[Row], epochs: Iterable[Row]) -> list[dict[str
     """
     per_trial: dict[str, dict[int, Row]] = {}
     for row in epochs:
-        _require(row, (*_IDENTITY, "epoch", *METRICS), "an epochs row")
+        _require(row, EPOCH_COLUMNS, "an epochs row")
         per_trial.setdefault(row["trial_id"], {})[row["epoch"]] = row
     best = {tid: b for tid, rows in per_trial.items() if (b := best_epoch(rows.values())) is not None}
     latest: dict[str, Row] = {}
