@@ -7,12 +7,13 @@ read. None of it imports Ray; the driver (`orchestrator.driver.run_sweep`), the 
 the early-stopping scheduler (`cell_scheduler`) do, and run inside the job.
 """
 
-from orchestrator.driver_state import DRIVER_FILE, read_driver_state
+from orchestrator.driver_state import DRIVER_FILE, mark_driver_lost, read_driver_state
 from orchestrator.results import (
     EPOCHS_FILE,
     PROBE_FILE,
     TRIALS_FILE,
     ResultsStore,
+    mark_interrupted,
     probe_table,
     read_epochs,
     read_probe,
@@ -21,6 +22,7 @@ from orchestrator.results import (
 )
 from orchestrator.schema import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA
 from orchestrator.spec import (
+    NodeCapacity,
     SweepSpec,
     SweepSpecError,
     ValidationProblem,
@@ -32,6 +34,7 @@ from orchestrator.spec import (
 from orchestrator.storage import Location, is_uri
 
 __all__ = [
+    "NodeCapacity",
     "DRIVER_FILE",
     "EPOCHS_FILE",
     "EPOCHS_SCHEMA",
@@ -48,6 +51,8 @@ __all__ = [
     "is_uri",
     "load_preset",
     "load_spec",
+    "mark_driver_lost",
+    "mark_interrupted",
     "probe_table",
     "read_driver_state",
     "read_epochs",

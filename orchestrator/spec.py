@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +21,33 @@ from worker.config import TrialConfig, learning_rate
 from worker.strict_yaml import YamlError, YamlMap, load_file, load_text
 
 DEFAULT_MAX_TRIALS = 5000
+# Bounds on what one spec may ask for: far above any real sweep, low enough that nothing a client sends can make
+# the service or a worker allocate without limit.
+MAX_NAME = 200
+MAX_KEY = 100  # a catalog name or an option name
+MAX_PATH = 4096
+MAX_LIST = 100  # models, datasets, methods, LRs of one method
+MAX_SEEDS = 1000
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_IMAGES = 10**9
+MAX_THREADS = 1024
+MAX_CPUS = 1024.0
+MAX_GPUS = 64.0
+LIMIT_MAX_TRIALS = 10**7
+
 LearningRate = Annotated[float, BeforeValidator(learning_rate)]
 Seed = Annotated[int, Field(ge=0, lt=2**63)]
+CatalogName = Annotated[str, Field(min_length=1, max_length=MAX_KEY)]
+PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH)]
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    """What one node of the cluster offers a trial: a trial runs on one node, so no trial may ask for more."""
+
+    cpus: float
+    gpus: float
 
 
 def field_path(loc: Sequence[str | int]) -> str:
@@ -38,15 +64,19 @@ class EarlyStopping(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
-    reduction_factor: float = Field(3.0, gt=1.0, description="keep the top 1/reduction_factor at each rung")
+    grace_period: int = Field(1, ge=1, le=MAX_EPOCHS, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(
+        3.0, gt=1.0, le=100.0, allow_inf_nan=False, description="keep the top 1/reduction_factor at each rung"
+    )
 
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpus: float = Field(1.0, gt=0, description="CPUs per trial")
-    gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions pack several trials on one card")
+    cpus: float = Field(1.0, gt=0, le=MAX_CPUS, allow_inf_nan=False, description="CPUs per trial")
+    gpus: float = Field(
+        0.0, ge=0, le=MAX_GPUS, allow_inf_nan=False, description="GPUs per trial; fractions pack several on one card"
+    )
 
 
 class ValidationProblem(BaseModel):
@@ -65,34 +95,43 @@ class SweepSpecError(ValueError):
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("sweep", description="a label for people; the sweep id is separate")
-    models: list[str]
-    datasets: list[str]
-    methods: list[str]
-    lrs: dict[str, list[LearningRate]] = Field(
-        default_factory=dict, description="LR grid per method; a method not named here uses the catalog's grid"
+    name: str = Field("sweep", min_length=1, max_length=MAX_NAME, description="a label for people; the id is separate")
+    models: list[CatalogName] = Field(max_length=MAX_LIST)
+    datasets: list[CatalogName] = Field(max_length=MAX_LIST)
+    methods: list[CatalogName] = Field(max_length=MAX_LIST)
+    lrs: dict[CatalogName, Annotated[list[LearningRate], Field(max_length=MAX_LIST)]] = Field(
+        default_factory=dict,
+        max_length=MAX_LIST,
+        description="LR grid per method; a method not named here uses the catalog's grid",
     )
-    seeds: list[Seed] = Field(default_factory=lambda: [0])
-    epochs: int | None = Field(None, ge=1, description="overrides every dataset's catalog epochs")
-    batch_size: int = Field(32, ge=1)
-    max_train_images: int | None = Field(None, ge=1)
-    max_eval_images: int | None = Field(None, ge=1)
-    method_options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="per-method overrides of the catalog's optimizer options"
+    seeds: list[Seed] = Field(default_factory=lambda: [0], max_length=MAX_SEEDS)
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="overrides every dataset's catalog epochs")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
+    max_train_images: int | None = Field(None, ge=1, le=MAX_IMAGES)
+    max_eval_images: int | None = Field(None, ge=1, le=MAX_IMAGES)
+    method_options: dict[CatalogName, dict[CatalogName, Any]] = Field(
+        default_factory=dict, max_length=MAX_LIST, description="per-method overrides of the catalog's optimizer options"
     )
-    data_root: str = "data"
-    weights_root: str | None = None
+    data_root: PathText = "data"
+    weights_root: PathText | None = None
     pretrained: bool = Field(True, description="False: randomly initialised backbones (smoke tests only)")
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent_trials: int = Field(0, ge=0, description="0: as many as resources allow")
-    max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+    max_concurrent_trials: int = Field(0, ge=0, le=LIMIT_MAX_TRIALS, description="0: as many as resources allow")
+    max_failures: int = Field(1, ge=0, le=100, description="retries of a failed trial")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
-    storage: str | None = Field(None, description="results location: a path or an s3:// URI; None: the service's")
-    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, description="refuse grids larger than this")
+    storage: PathText | None = Field(None, description="results location: a path or an s3:// URI; None: the service's")
+    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=LIMIT_MAX_TRIALS, description="refuse grids larger than this")
     probe: bool = Field(False, description="also run the layer-gradient probe for each (model, dataset)")
-    probe_batches: int = Field(8, ge=1)
+    probe_batches: int = Field(8, ge=1, le=10_000)
     probe_only: bool = Field(False, description="run only the probe: no trial is trained (needs probe: true)")
-    threads_per_trial: int | None = Field(None, ge=1)
+    threads_per_trial: int | None = Field(None, ge=1, le=MAX_THREADS)
+
+    @field_validator("name", "data_root", "weights_root", "storage")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        if v is not None and not v.isprintable():
+            raise ValueError("must be printable text (no control characters)")
+        return v
 
     @field_validator("models", "datasets", "methods", "seeds")
     @classmethod
@@ -122,7 +161,13 @@ class SweepSpec(BaseModel):
         return out
 
     def grid_size(self) -> int:
-        return sum(len(self.lr_grid(meth)) for (_, _, meth, _) in self.cells())
+        """Trials the grid holds, counted without building it (a huge grid is refused before it exists)."""
+        families = [catalog.get_model(m).family for m in self.models]
+        per_seed = sum(
+            len(self.lr_grid(meth)) * sum(1 for fam in families if catalog.get_method(meth).applies_to(fam))
+            for meth in self.methods
+        )
+        return per_seed * len(self.datasets) * len(self.seeds)
 
     def expand(self) -> list[TrialConfig]:
         """Every trial of the sweep, de-duplicated by trial id, in a stable order."""
@@ -177,6 +222,8 @@ def _catalog_problems(spec: SweepSpec) -> list[ValidationProblem]:
     for meth, grid in spec.lrs.items():
         if not grid:
             problems.append(ValidationProblem(field=f"lrs.{meth}", message="empty LR grid"))
+        elif len(set(grid)) != len(grid):
+            problems.append(ValidationProblem(field=f"lrs.{meth}", message="has duplicates"))
     for meth, options in spec.method_options.items():
         if meth not in spec.methods:
             problems.append(
@@ -190,34 +237,70 @@ def _catalog_problems(spec: SweepSpec) -> list[ValidationProblem]:
     return problems
 
 
+def _resource_problems(resources: Resources, nodes: Sequence[NodeCapacity]) -> list[ValidationProblem]:
+    """A trial runs on one node: some node must have both its CPUs and its GPUs."""
+    if any(n.cpus >= resources.cpus and n.gpus >= resources.gpus for n in nodes):
+        return []
+    most_cpus = max((n.cpus for n in nodes), default=0.0)
+    most_gpus = max((n.gpus for n in nodes), default=0.0)
+    if resources.gpus > most_gpus:
+        if most_gpus <= 0:
+            msg = f"{resources.gpus:g} GPUs per trial asked of a cluster with no GPUs; use 0"
+        else:
+            msg = f"{resources.gpus:g} GPUs per trial, but the largest node has {most_gpus:g}; at most {most_gpus:g}"
+        return [ValidationProblem(field="resources.gpus", message=msg)]
+    if resources.cpus > most_cpus:
+        return [
+            ValidationProblem(
+                field="resources.cpus",
+                message=f"{resources.cpus:g} CPUs per trial, but the largest node has {most_cpus:g}; "
+                f"at most {most_cpus:g}",
+            )
+        ]
+    return [
+        ValidationProblem(
+            field="resources",
+            message=f"no node has {resources.cpus:g} CPUs and {resources.gpus:g} GPUs at once; nodes: "
+            + ", ".join(f"{n.cpus:g} CPUs/{n.gpus:g} GPUs" for n in nodes),
+        )
+    ]
+
+
 def validate_spec(
     spec: SweepSpec,
     *,
-    cluster_gpus: float | None = None,
+    nodes: Sequence[NodeCapacity] | None = None,
+    trial_ceiling: int | None = None,
     check_data: bool = True,
 ) -> list[ValidationProblem]:
-    """Every problem of `spec`, each naming its field. `cluster_gpus=None` skips the GPU check."""
+    """Every problem of `spec`, each naming its field.
+
+    `nodes`: the cluster's nodes, to check that a trial fits on one (None skips the check); `trial_ceiling`: the
+    most trials the service runs in one sweep, whatever the spec's own max_trials allows.
+    """
     problems = _catalog_problems(spec)
     if problems:
         return problems  # later checks need valid catalog keys
     if spec.probe_only and not spec.probe:
         problems.append(ValidationProblem(field="probe_only", message="probe_only needs probe: true"))
-    if not spec.cells():
-        problems.append(ValidationProblem(field="methods", message="no method applies to any of the models"))
     n = spec.grid_size()
+    if n == 0:
+        problems.append(ValidationProblem(field="methods", message="no method applies to any of the models"))
     if n > spec.max_trials:
         problems.append(
             ValidationProblem(
                 field="max_trials", message=f"the grid has {n} trials, more than max_trials={spec.max_trials}"
             )
         )
-    if cluster_gpus is not None and spec.resources.gpus > 0 and cluster_gpus <= 0:
+    elif trial_ceiling is not None and n > trial_ceiling:
         problems.append(
             ValidationProblem(
-                field="resources.gpus",
-                message=f"{spec.resources.gpus} GPUs per trial asked of a cluster with no GPUs; use 0",
+                field="max_trials",
+                message=f"the grid has {n} trials; this service runs at most {trial_ceiling} per sweep",
             )
         )
+    if nodes is not None:
+        problems += _resource_problems(spec.resources, nodes)
     if check_data:
         from worker.data import check_layout  # imported late: torch-free callers may skip data checks
 

@@ -13,6 +13,12 @@ from typing import Any
 from worker.records import is_finite
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value as an error message quotes it: its repr, cut short (a client may send anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class OptionError(ValueError):
     """A bad optimizer option; `option` names it (None when the optimizer itself is unknown)."""
 
@@ -23,40 +29,40 @@ class OptionError(ValueError):
 
 def _number(name: str, value: Any) -> float:
     if not is_finite(value):
-        raise OptionError(f"option {name!r} must be a finite number, got {value!r}")
+        raise OptionError(f"option {name!r} must be a finite number, got {_shown(value)}")
     return float(value)
 
 
 def _non_negative(name: str, value: Any) -> float:
     v = _number(name, value)
     if v < 0:
-        raise OptionError(f"option {name!r} must be >= 0, got {value!r}")
+        raise OptionError(f"option {name!r} must be >= 0, got {_shown(value)}")
     return v
 
 
 def _positive(name: str, value: Any) -> float:
     v = _number(name, value)
     if v <= 0:
-        raise OptionError(f"option {name!r} must be > 0, got {value!r}")
+        raise OptionError(f"option {name!r} must be > 0, got {_shown(value)}")
     return v
 
 
 def _fraction(name: str, value: Any) -> float:
     v = _number(name, value)
     if not 0 <= v < 1:
-        raise OptionError(f"option {name!r} must be in [0, 1), got {value!r}")
+        raise OptionError(f"option {name!r} must be in [0, 1), got {_shown(value)}")
     return v
 
 
 def _betas(name: str, value: Any) -> tuple[float, float]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise OptionError(f"option {name!r} must be two numbers in [0, 1), such as [0.9, 0.999]; got {value!r}")
+        raise OptionError(f"option {name!r} must be two numbers in [0, 1), such as [0.9, 0.999]; got {_shown(value)}")
     return (_fraction(name, value[0]), _fraction(name, value[1]))
 
 
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise OptionError(f"option {name!r} must be true or false, got {value!r}")
+        raise OptionError(f"option {name!r} must be true or false, got {_shown(value)}")
     return value
 
 

@@ -86,8 +86,8 @@ def test_a_preset_problem_names_the_presets_file_and_line(monkeypatch) -> None:
 
 
 def test_yaml_text_is_told_from_a_file_name() -> None:
-    one_line = "{models: [tiny_vit], datasets: [synth_style], methods: [sgd], name: " + "x" * 400 + "}"
-    assert load_spec(one_line).name == "x" * 400  # far too long for a file name: read as YAML
+    one_line = "{models: [tiny_vit], datasets: [synth_style], methods: [sgd], data_root: " + "x" * 400 + "}"
+    assert load_spec(one_line).data_root == "x" * 400  # far too long for a file name: read as YAML
     assert load_spec("models: [tiny_vit]\ndatasets: [synth_style]\nmethods: [sgd]\n").models == ["tiny_vit"]
     with pytest.raises(SweepSpecError, match="No such file"):
         load_spec("missing.yaml")
