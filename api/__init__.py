@@ -1,7 +1,10 @@
 """The REST service (`api.server`), its command-line client (`api.client`) and the embedded demo (`api.demo`).
 
-What server and client both rely on is defined here, once: where the endpoints live and the states of a sweep.
+What server and client both rely on is defined here, once: where the endpoints live, the states of a sweep, and
+what counts as this machine.
 """
+
+import ipaddress
 
 API_PREFIX = "/api/v1"  # every endpoint lives under this path
 
@@ -10,3 +13,13 @@ API_PREFIX = "/api/v1"  # every endpoint lives under this path
 ACTIVE_STATES = ("submitted", "pending", "running", "cancelling")
 TERMINAL_STATES = ("finished", "cancelled", "failed")
 SWEEP_STATES = ACTIVE_STATES + TERMINAL_STATES
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an IP, IPv6 with or without brackets) is this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

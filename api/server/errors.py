@@ -53,3 +53,15 @@ class Unavailable(ApiError):
     """The cluster (or another service this one needs) did not answer."""
 
     status_code = 503
+
+
+class Forbidden(ApiError):
+    status_code = 403
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415

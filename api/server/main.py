@@ -5,6 +5,7 @@ uvicorn --factory api.server.main:create_app          # or: shiftsweep serve
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from api import API_PREFIX
 from api.server.errors import ApiError
 from api.server.file_cache import FileCache
 from api.server.jobs import JobBackend, RayJobBackend
+from api.server.local_guard import local_only
 from api.server.paths import UnsafePathError
 from api.server.registry import SqliteSweepRepository, SweepRepository
 from api.server.routers import catalog, health, report, results, sweeps, trials
@@ -30,9 +32,17 @@ from orchestrator import SweepSpec, field_path
 log = logging.getLogger(__name__)
 
 
+class ErrorJSONResponse(JSONResponse):
+    """Errors quote what the client sent, which may be text UTF-8 cannot encode (a lone surrogate): written as
+    ASCII JSON, any string is sent as a valid escape instead of failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    return ErrorJSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -40,11 +50,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     problems = [
         {"field": field_path(e.get("loc", ())) or "request", "message": str(e.get("msg", ""))} for e in exc.errors()
     ]
-    return JSONResponse({"detail": problems}, status_code=422)
+    return ErrorJSONResponse({"detail": problems}, status_code=422)
 
 
 async def _unsafe_path(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=400)
+    return ErrorJSONResponse({"detail": str(exc)}, status_code=400)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -76,7 +86,9 @@ def create_app(
     """The service over `settings` (default: from the environment), a job backend and a sweep registry."""
     settings = settings or get_settings()
     settings.storage.mkdir(parents=True, exist_ok=True)
-    backend = backend or RayJobBackend(settings.ray_address, dashboard_url=settings.dashboard_url)
+    backend = backend or RayJobBackend(
+        settings.ray_address, dashboard_url=settings.dashboard_url, timeout_s=settings.ray_timeout_s
+    )
     repository = repository or SqliteSweepRepository(settings.registry_file)
     files = SweepFiles(settings.storage, FileCache())
 
@@ -97,4 +109,6 @@ def create_app(
     app.add_exception_handler(UnsafePathError, _unsafe_path)
     app.add_exception_handler(Exception, _unexpected)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if settings.api_token is None:
+        app.middleware("http")(local_only(settings.allowed_hosts))
     return app

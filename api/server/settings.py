@@ -33,8 +33,23 @@ class Settings(BaseSettings):
     )
     dashboard_url: str | None = Field(None, description="public dashboard URL shown to users; None: ray_address")
     python: str = Field(sys.executable, description="absolute interpreter path the Ray Job runs the driver with")
-    cluster_gpus: float | None = Field(
-        None, ge=0, description="GPUs of the cluster for validation; None: ask the cluster"
+    node_cpus: float | None = Field(
+        None, gt=0, description="CPUs of the cluster's largest node, for validation; None: ask the cluster"
+    )
+    node_gpus: float | None = Field(
+        None, ge=0, description="GPUs of the cluster's largest node, for validation; None: ask the cluster"
+    )
+    max_trials: int = Field(20_000, ge=1, description="the most trials one sweep may have, whatever it asks")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="the largest request body accepted")
+    ray_timeout_s: float = Field(10.0, gt=0, description="seconds any one call to the Ray cluster may take")
+    submit_grace_s: float = Field(
+        120.0,
+        gt=0,
+        description="seconds a sweep may wait for its job to appear on the cluster before it is called failed",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host names a service without a token answers to (guards against DNS rebinding)",
     )
     check_data: bool = Field(True, description="check each dataset's on-disk layout before submitting")
     stop_wait_s: int = Field(30, ge=1, description="seconds Ray waits after SIGINT before killing a cancelled driver")
@@ -44,7 +59,9 @@ class Settings(BaseSettings):
     def _real_token(cls, v: str | None) -> str | None:
         if v is None or v == "":
             return None
-        if v.strip().lower() in PLACEHOLDER_TOKENS or len(v) < MIN_TOKEN_LENGTH:
+        if not v.isprintable() or any(c.isspace() for c in v):
+            raise ValueError("SHIFTSWEEP_API_TOKEN must be printable, with no spaces or control characters")
+        if v.lower() in PLACEHOLDER_TOKENS or len(v) < MIN_TOKEN_LENGTH:
             raise ValueError(
                 f"SHIFTSWEEP_API_TOKEN must be a real secret of at least {MIN_TOKEN_LENGTH} characters, "
                 "not a placeholder; generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"

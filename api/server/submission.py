@@ -16,7 +16,17 @@ from pydantic import ValidationError
 
 from api.server.errors import Invalid
 from api.server.schemas import PresetSubmission
-from orchestrator import SweepSpec, SweepSpecError, ValidationProblem, is_uri, load_preset, load_spec, validate_spec
+from orchestrator import (
+    NodeCapacity,
+    SweepSpec,
+    SweepSpecError,
+    ValidationProblem,
+    field_path,
+    is_uri,
+    load_preset,
+    load_spec,
+    validate_spec,
+)
 
 
 def request_hash(body: Any) -> str:
@@ -35,8 +45,7 @@ def parse_body(body: Any) -> SweepSpec:
                 sub = PresetSubmission.model_validate(body)
             except ValidationError as e:
                 raise Invalid(
-                    {"field": ".".join(str(x) for x in err["loc"]) or "body", "message": err["msg"]}
-                    for err in e.errors()
+                    {"field": field_path(err["loc"]) or "body", "message": err["msg"]} for err in e.errors()
                 ) from None
             return load_preset(sub.preset, sub.overrides)
         return load_spec(body)
@@ -62,10 +71,12 @@ def prepare(spec: SweepSpec, *, base_dir: Path) -> SweepSpec:
     )
 
 
-def check(spec: SweepSpec, *, cluster_gpus: float | None, check_data: bool) -> None:
-    """Invalid (422) with every problem validate_spec finds, given what the cluster has."""
+def check(spec: SweepSpec, *, nodes: list[NodeCapacity] | None = None, trial_ceiling: int, check_data: bool) -> None:
+    """Invalid (422) with every problem validate_spec finds, given the service's ceiling and the cluster's nodes."""
     try:
-        problems: list[ValidationProblem] = validate_spec(spec, cluster_gpus=cluster_gpus, check_data=check_data)
+        problems: list[ValidationProblem] = validate_spec(
+            spec, nodes=nodes, trial_ceiling=trial_ceiling, check_data=check_data
+        )
     except (OSError, ValueError) as e:  # a data_root the file system cannot look at (NUL byte, name too long)
         raise Invalid.one("data_root", f"cannot check the datasets under {spec.data_root!r}: {e}") from None
     if problems:

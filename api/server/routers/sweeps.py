@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import status as http
 from fastapi.concurrency import run_in_threadpool
 
+from api.server.body import read_json
 from api.server.deps import ReadAccess, ServiceDep, WriteAccess
-from api.server.errors import Invalid
 from api.server.responses import json_response
 from api.server.schemas import ErrorResponse, SweepDetail, SweepPublic, SweepsPublic, SweepState
 
@@ -49,6 +48,8 @@ SUBMIT_BODY = {
     responses={
         200: {"model": SweepDetail, "description": "a retry with the same Idempotency-Key: the first sweep"},
         409: {"model": ErrorResponse, "description": "the Idempotency-Key was used for a different request"},
+        413: {"model": ErrorResponse, "description": "the body is larger than the service accepts"},
+        415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
         503: {"model": ErrorResponse, "description": "the cluster could not be reached"},
         **ERRORS,
     },
@@ -62,11 +63,7 @@ async def submit_sweep(
     ] = None,
 ) -> SweepDetail:
     """Validate a sweep and start it as a Ray Job."""
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise Invalid.one("body", f"not valid JSON: {e}") from None
+    body = await read_json(request, max_bytes=service.settings.max_body_bytes)
     record, created = await run_in_threadpool(service.submit, body, idempotency_key=idempotency_key)
     if not created:
         response.status_code = http.HTTP_200_OK
