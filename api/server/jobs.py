@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator import NodeCapacity
+
 # Ray's job states (ray.job_submission.JobStatus values).
 JOB_PENDING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_STOPPED = (
     "PENDING",
@@ -31,8 +33,38 @@ class BackendUnavailable(RuntimeError):
     """The cluster could not be reached; the message says where it was looked for."""
 
 
+class BackendTimeout(BackendUnavailable):
+    """The cluster did not answer in time: what was asked may still happen (a submitted job may yet start)."""
+
+
 class JobExistsError(RuntimeError):
     """A job with this submission id was submitted before."""
+
+
+class _Late(Exception):
+    """A call that did not return within its deadline."""
+
+
+def _within(fn: Callable[[], Any], timeout_s: float) -> Any:
+    """fn() in a daemon thread, given up after `timeout_s` (the thread is left to finish or hang on its own; a
+    daemon thread never keeps the process from exiting)."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller as is
+            box["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="ray-call").start()
+    if not done.wait(timeout_s):
+        raise _Late
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class JobBackend(ABC):
@@ -51,12 +83,12 @@ class JobBackend(ABC):
         """Ask the job to stop; True if it was still running."""
 
     @abstractmethod
-    def cluster_gpus(self) -> float | None:
-        """GPUs in the cluster, or None when that cannot be told."""
+    def node_capacities(self) -> list[NodeCapacity] | None:
+        """CPUs and GPUs of each live node, or None when that cannot be told."""
 
     @abstractmethod
-    def ping(self) -> None:
-        """Raise BackendUnavailable unless the cluster answers."""
+    def ping(self, *, timeout_s: float | None = None) -> None:
+        """Raise BackendUnavailable unless the cluster answers (within `timeout_s`, if given)."""
 
     @property
     @abstractmethod
@@ -71,24 +103,35 @@ class JobBackend(ABC):
 
 class RayJobBackend(JobBackend):
     """Ray Jobs through `ray.job_submission.JobSubmissionClient`; nothing is uploaded (the package is installed
-    on the cluster), and the client is created on first use, so building the service needs no cluster."""
+    on the cluster), and the client is created on first use, so building the service needs no cluster.
+
+    Ray's client has no timeouts, so every call runs in a worker thread and is given up after `timeout_s`; after
+    a call that timed out or could not connect, calls fail at once for `cooldown_s`, so that a hung dashboard
+    costs a request one timeout, not one per sweep it lists.
+    """
 
     def __init__(
         self,
         address: str | None = None,
         *,
         dashboard_url: str | None = None,
+        timeout_s: float = 10.0,
+        cooldown_s: float = 5.0,
         submit_retry_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.address = address
         self._dashboard_url = dashboard_url
+        self.timeout_s = timeout_s
+        self.cooldown_s = cooldown_s
         self.submit_retry_s = submit_retry_s
         self._sleep = sleep
         self._clock = clock
         self._client: Any = None
-        self._lock = threading.Lock()
+        self._connecting = threading.Lock()  # held while a client connects, which can hang: only workers wait on it
+        self._down_until = 0.0
+        self._down_reason = ""
 
     @property
     def dashboard_url(self) -> str | None:
@@ -102,8 +145,8 @@ class RayJobBackend(JobBackend):
     def _where(self) -> str:
         return self.address or "RAY_ADDRESS / a local cluster"
 
-    def client(self) -> Any:
-        with self._lock:
+    def _get_client(self) -> Any:
+        with self._connecting:
             if self._client is None:
                 from ray.job_submission import JobSubmissionClient  # heavy import, only when a cluster is used
 
@@ -113,16 +156,31 @@ class RayJobBackend(JobBackend):
                     raise BackendUnavailable(f"cannot reach the Ray job server at {self._where()}: {e}") from None
             return self._client
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        client = self.client()
+    def _mark_down(self, reason: str) -> None:
+        self._client = None  # reconnect next time
+        self._down_reason = reason
+        self._down_until = self._clock() + self.cooldown_s
+
+    def _call(self, what: str, fn: Any, *, timeout_s: float | None = None) -> Any:
+        """fn(client) within the deadline; RuntimeError when the job server answered with an error."""
+        if self._clock() < self._down_until:
+            raise BackendUnavailable(self._down_reason)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return fn(client, *args, **kwargs)
+            return _within(lambda: fn(self._get_client()), timeout)
+        except _Late:
+            reason = f"the Ray job server at {self._where()} did not answer within {timeout:g} s (asked to {what})"
+            self._mark_down(reason)
+            raise BackendTimeout(reason) from None
+        except BackendUnavailable as e:
+            self._mark_down(str(e))
+            raise
         except RuntimeError:
             raise  # the job server answered with an error (unknown job, duplicate id): the caller decides
         except Exception as e:
-            with self._lock:
-                self._client = None  # reconnect next time
-            raise BackendUnavailable(f"Ray job server at {self._where()} failed to {what}: {e}") from None
+            reason = f"Ray job server at {self._where()} failed to {what}: {e}"
+            self._mark_down(reason)
+            raise BackendUnavailable(reason) from None
 
     def submit(self, submission_id: str, args: Sequence[str], env: Mapping[str, str]) -> str:
         deadline = self._clock() + self.submit_retry_s
@@ -138,6 +196,8 @@ class RayJobBackend(JobBackend):
                     ),
                 )
             except RuntimeError as e:
+                if isinstance(e, BackendUnavailable):
+                    raise
                 if "already exists" in str(e):
                     raise JobExistsError(f"a job {submission_id!r} exists already on the cluster") from None
                 # A head that has just started answers "No available agent ... try again later" for a while.
@@ -150,6 +210,8 @@ class RayJobBackend(JobBackend):
         try:
             return str(self._call("read a job's status", lambda c: c.get_job_status(job_id)).value)
         except RuntimeError as e:
+            if isinstance(e, BackendUnavailable):
+                raise
             if "does not exist" in str(e) or "404" in str(e):
                 return None
             raise BackendUnavailable(f"Ray job server could not report job {job_id!r}: {e}") from None
@@ -158,22 +220,34 @@ class RayJobBackend(JobBackend):
         try:
             return bool(self._call("stop a job", lambda c: c.stop_job(job_id)))
         except RuntimeError as e:
+            if isinstance(e, BackendUnavailable):
+                raise
             if "does not exist" in str(e) or "404" in str(e):
                 return False
             raise BackendUnavailable(f"Ray job server could not stop job {job_id!r}: {e}") from None
 
-    def cluster_gpus(self) -> float | None:
+    def node_capacities(self) -> list[NodeCapacity] | None:
         from ray.util.state import list_nodes
 
-        client = self.client()
-        try:
-            nodes = list_nodes(address=client.get_address(), limit=10_000, raise_on_missing_output=False)
-        except Exception:
-            return None  # an unknown GPU count only skips the GPU check; the cluster itself is reachable
-        return float(sum((n.resources_total or {}).get("GPU", 0.0) for n in nodes if n.state == "ALIVE"))
+        def nodes(client: Any) -> list[NodeCapacity] | None:
+            try:
+                listed = list_nodes(
+                    address=client.get_address(),
+                    limit=10_000,
+                    timeout=max(1, int(self.timeout_s)),
+                    raise_on_missing_output=False,
+                )
+            except Exception:
+                return None  # the state API failed where the job server answers: the resource check is skipped
+            return [
+                NodeCapacity(cpus=float(t.get("CPU", 0.0)), gpus=float(t.get("GPU", 0.0)))
+                for t in ((n.resources_total or {}) for n in listed if n.state == "ALIVE")
+            ]
 
-    def ping(self) -> None:
-        self._call("list jobs", lambda c: c.get_version())
+        return self._call("list the cluster's nodes", nodes)
+
+    def ping(self, *, timeout_s: float | None = None) -> None:
+        self._call("report its version", lambda c: c.get_version(), timeout_s=timeout_s)
 
 
 @dataclass
@@ -189,7 +263,7 @@ class FakeJob:
 class FakeJobBackend(JobBackend):
     """Jobs in memory, moved along by the test (`set_status`); `reachable=False` plays an unreachable cluster."""
 
-    gpus: float | None = 0.0
+    nodes: list[NodeCapacity] | None = field(default_factory=lambda: [NodeCapacity(cpus=8.0, gpus=0.0)])
     reachable: bool = True
     base_url: str | None = "http://127.0.0.1:8265"
     jobs: dict[str, FakeJob] = field(default_factory=dict)
@@ -225,11 +299,11 @@ class FakeJobBackend(JobBackend):
         job.status = JOB_STOPPED
         return True
 
-    def cluster_gpus(self) -> float | None:
+    def node_capacities(self) -> list[NodeCapacity] | None:
         self._check()
-        return self.gpus
+        return self.nodes
 
-    def ping(self) -> None:
+    def ping(self, *, timeout_s: float | None = None) -> None:
         self._check()
 
     def set_status(self, job_id: str, status: str) -> None:
