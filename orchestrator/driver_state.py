@@ -70,3 +70,20 @@ class DriverState:
             raise ValueError(f"unknown driver state {state!r}; valid: {', '.join(DRIVER_STATES)}")
         self.data.update(state=state, error=error, finished_at=_now())
         self._write()
+
+
+def mark_driver_lost(sweep_dir: Location | str | Path, state: str, error: str | None) -> bool:
+    """driver.json of a driver that died while it said `running`: set to how the sweep ended, with the reason.
+
+    Written by whoever finds the job ended (the service), never while a driver runs; False if there was nothing
+    to change (no driver.json, or a driver that ended itself).
+    """
+    if state not in DRIVER_STATES:
+        raise ValueError(f"unknown driver state {state!r}; valid: {', '.join(DRIVER_STATES)}")
+    loc = sweep_dir if isinstance(sweep_dir, Location) else Location(sweep_dir)
+    data = read_driver_state(loc)
+    if data is None or data.get("state") != "running":
+        return False
+    data.update(state=state, error=error, finished_at=_now(), updated_at=_now())
+    loc.write_bytes(DRIVER_FILE, json.dumps(data, indent=1).encode())
+    return True

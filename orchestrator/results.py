@@ -268,3 +268,32 @@ def read_epochs(sweep_dir: Location | str | Path) -> pa.Table:
 def read_probe(sweep_dir: Location | str | Path) -> pa.Table:
     """`probe.parquet` of a sweep; an empty table with its schema when there is none yet."""
     return as_location(sweep_dir).read_table(PROBE_FILE, PROBE_SCHEMA)
+
+
+def mark_interrupted(location: Location | str | Path, error: str) -> int:
+    """A sweep whose driver died without ending its trials: rows still `running` become `failed` with `error`,
+    rows still `pending` become `cancelled`, so the table says what happened. Returns how many rows changed.
+
+    Only for a sweep whose job has ended (nothing else writes the table then); a resume runs those trials again.
+    """
+    loc = as_location(location)
+    epochs: dict[str, list[dict[str, Any]]] = {}
+    for erow in loc.read_table(EPOCHS_FILE, EPOCHS_SCHEMA).to_pylist():
+        epochs.setdefault(erow["trial_id"], []).append(erow)
+    rows = loc.read_table(TRIALS_FILE, TRIALS_SCHEMA).to_pylist()
+    changed = 0
+    for row in rows:
+        if row["status"] == TrialStatus.RUNNING:
+            status, why = TrialStatus.FAILED, error
+        elif row["status"] == TrialStatus.PENDING:
+            status, why = TrialStatus.CANCELLED, None
+        else:
+            continue
+        summary = summarize_trial(
+            epochs.get(row["trial_id"], []), status=status, epochs_planned=row["epochs_planned"], error=why
+        )
+        row.update(record_row(summary), updated_at=_now())
+        changed += 1
+    if changed:
+        loc.write_table(TRIALS_FILE, pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA))
+    return changed

@@ -12,7 +12,7 @@ import sqlite3
 import string
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -36,6 +36,10 @@ def utcnow() -> datetime:
 
 class DuplicateKeyError(Exception):
     """A sweep with this id or idempotency key exists already."""
+
+
+class StaleRecordError(Exception):
+    """A conditional update found the record changed by someone else (another request or API process)."""
 
 
 class UnknownSweepError(KeyError):
@@ -99,8 +103,15 @@ class SweepRepository(ABC):
         job_ids: tuple[str, ...] | None = None,
         error: str | None = None,
         clear_error: bool = False,
+        expect_status: Collection[str] | None = None,
+        expect_job_ids: tuple[str, ...] | None = None,
     ) -> SweepRecord:
-        """Change some fields of a record and stamp `updated_at`; returns the new record."""
+        """Change some fields of a record and stamp `updated_at`; returns the new record.
+
+        With `expect_status` / `expect_job_ids` the change is made only if the stored record still has one of
+        those states / exactly those jobs, in the same transaction (else StaleRecordError): how two requests,
+        or two API processes on one registry, never both start a job for one sweep.
+        """
 
     @abstractmethod
     def delete(self, *, sweep_id: str) -> None: ...
@@ -222,6 +233,8 @@ class SqliteSweepRepository(SweepRepository):
         job_ids: tuple[str, ...] | None = None,
         error: str | None = None,
         clear_error: bool = False,
+        expect_status: Collection[str] | None = None,
+        expect_job_ids: tuple[str, ...] | None = None,
     ) -> SweepRecord:
         if status is not None and status not in SWEEP_STATES:
             raise ValueError(f"unknown sweep status {status!r}; valid: {', '.join(SWEEP_STATES)}")
@@ -235,11 +248,21 @@ class SqliteSweepRepository(SweepRepository):
         if error is not None or clear_error:
             sets.append("error = ?")
             args.append(error)  # type: ignore[arg-type]
+        where, where_args = ["id = ?"], [sweep_id]
+        if expect_status is not None:
+            states = sorted(expect_status)
+            where.append(f"status IN ({', '.join('?' * len(states))})")
+            where_args += states
+        if expect_job_ids is not None:
+            where.append("job_ids_json = ?")
+            where_args.append(json.dumps(list(expect_job_ids)))
         with self._connect() as conn:
-            cur = conn.execute(f"UPDATE sweeps SET {', '.join(sets)} WHERE id = ?", (*args, sweep_id))
-            if cur.rowcount == 0:
-                raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
+            cur = conn.execute(f"UPDATE sweeps SET {', '.join(sets)} WHERE {' AND '.join(where)}", (*args, *where_args))
             row = conn.execute(f"SELECT {_COLUMNS} FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
+        if cur.rowcount == 0:
+            raise StaleRecordError(f"sweep {sweep_id} changed meanwhile: it is now {row['status']}")
         return _row_to_record(row)
 
     def delete(self, *, sweep_id: str) -> None:

@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 import yaml
 
-from api import ACTIVE_STATES
+from api import ACTIVE_STATES, TERMINAL_STATES
 from api.server.errors import Conflict, Invalid, NotFound, Unavailable
-from api.server.jobs import BackendUnavailable, JobBackend, JobExistsError
+from api.server.jobs import BackendTimeout, BackendUnavailable, JobBackend, JobExistsError
 from api.server.reconcile import decide
-from api.server.registry import DuplicateKeyError, SweepRecord, SweepRepository, UnknownSweepError, new_sweep_id
+from api.server.registry import (
+    DuplicateKeyError,
+    StaleRecordError,
+    SweepRecord,
+    SweepRepository,
+    UnknownSweepError,
+    new_sweep_id,
+    utcnow,
+)
 from api.server.schemas import DriverPublic, SweepDetail, SweepPublic
 from api.server.settings import Settings
 from api.server.submission import check, parse_body, prepare, request_hash
 from api.server.sweep_files import SweepFiles
-from orchestrator import Location, SweepSpec, SweepSpecError, load_spec
+from orchestrator import Location, NodeCapacity, SweepSpec, SweepSpecError, load_spec
 from worker.catalog import CatalogError
 
 log = logging.getLogger(__name__)
@@ -53,7 +63,13 @@ class SweepService:
         self.repository = repository
         self.backend = backend
         self.files = files
-        self._transitions = threading.Lock()  # one submit / cancel / resume decision at a time
+        self._locks: dict[str, threading.Lock] = {}  # one per sweep: its cancel / resume decisions, one at a time
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, sweep_id: str) -> threading.Lock:
+        """This process's lock for one sweep; other processes are kept out by the registry's conditional updates."""
+        with self._locks_guard:
+            return self._locks.setdefault(sweep_id, threading.Lock())
 
     # ---- the job's command line --------------------------------------------------------------------------
 
@@ -85,18 +101,22 @@ class SweepService:
 
     # ---- submission --------------------------------------------------------------------------------------
 
-    def _cluster_gpus(self, spec: SweepSpec) -> float | None:
-        if spec.resources.gpus == 0:
-            return None  # nothing to check
-        if self.settings.cluster_gpus is not None:
-            return self.settings.cluster_gpus
+    def _nodes(self) -> list[NodeCapacity] | None:
+        """The nodes a trial may run on, from the settings or else the cluster; None when it cannot tell."""
+        given = self.settings.node_cpus, self.settings.node_gpus
+        if given != (None, None):
+            return [NodeCapacity(cpus=given[0] or math.inf, gpus=given[1] or 0.0)]
         try:
-            return self.backend.cluster_gpus()
+            return self.backend.node_capacities()
         except BackendUnavailable as e:
-            raise Unavailable(f"cannot check the cluster's GPUs: {e}") from None
+            raise Unavailable(f"cannot check the cluster's nodes: {e}") from None
 
     def submit(self, body: Any, *, idempotency_key: str | None = None) -> tuple[SweepRecord, bool]:
-        """Validate, record and start a sweep; (record, True), or (the first record, False) for a retry."""
+        """Validate, record and start a sweep; (record, True), or (the first record, False) for a retry.
+
+        Everything that can be checked is checked before the sweep is stored: the spec alone first (so a bad
+        spec is answered even when the cluster is down), then against the cluster's nodes.
+        """
         digest = request_hash(body)
         if idempotency_key is not None:
             if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
@@ -105,21 +125,48 @@ class SweepService:
             if first is not None:
                 return first, False
         spec = prepare(parse_body(body), base_dir=self.settings.base_dir)
-        check(spec, cluster_gpus=self._cluster_gpus(spec), check_data=self.settings.check_data)
-        with self._transitions:
-            record, created = self._insert(spec, idempotency_key, digest)
-            if not created:
-                return record, False  # a concurrent request with the same key won the race
-            try:
-                self._write_spec(record.id, record.spec)
-                job_id = self.backend.submit(record.id, self._args(record.id, resume=False), self._env())
-            except (BackendUnavailable, JobExistsError, OSError) as e:
-                self.repository.delete(sweep_id=record.id)
-                self.files.spec_file(record.id).unlink(missing_ok=True)
-                raise Unavailable(f"the sweep could not be submitted: {e}") from None
-            record = self.repository.update(sweep_id=record.id, status="submitted", job_ids=(job_id,))
+        check(spec, trial_ceiling=self.settings.max_trials, check_data=self.settings.check_data)
+        check(spec, nodes=self._nodes(), trial_ceiling=self.settings.max_trials, check_data=False)
+        record, created = self._insert(spec, idempotency_key, digest)
+        if not created:
+            return record, False  # a concurrent request with the same key won the race
+        try:
+            self._write_spec(record.id, record.spec)
+        except OSError as e:
+            self.repository.delete(sweep_id=record.id)
+            raise Unavailable(f"the sweep's spec could not be stored: {e}") from None
+        try:
+            job_id = self.backend.submit(record.id, self._args(record.id, resume=False), self._env())
+        except BackendTimeout as e:
+            # The job may yet start: the record stays, and the next read adopts the job or, after the grace
+            # period, calls the sweep failed. A retry with the same Idempotency-Key returns this sweep.
+            raise Unavailable(
+                f"{e}; sweep {record.id} is recorded and will show its job's state once the cluster answers"
+            ) from None
+        except (BackendUnavailable, JobExistsError) as e:
+            self.repository.delete(sweep_id=record.id)
+            self.files.spec_file(record.id).unlink(missing_ok=True)
+            raise Unavailable(f"the sweep could not be submitted: {e}") from None
+        record = self._record_first_job(record, job_id)
         log.info("sweep %s submitted as job %s (%d trials)", record.id, job_id, spec.grid_size())
         return record, True
+
+    def _record_first_job(self, record: SweepRecord, job_id: str) -> SweepRecord:
+        try:
+            return self.repository.update(
+                sweep_id=record.id, job_ids=(job_id,), expect_status={"submitted"}, expect_job_ids=()
+            )
+        except StaleRecordError:
+            now = self.repository.get(sweep_id=record.id)
+            if job_id not in now.job_ids:  # cancelled while its job was being submitted: that job must not run
+                self._stop_quietly(job_id)
+            return now
+
+    def _stop_quietly(self, job_id: str) -> None:
+        try:
+            self.backend.stop(job_id)
+        except BackendUnavailable as e:
+            log.warning("job %s could not be stopped: %s", job_id, e)
 
     def _replay(self, key: str, digest: str) -> SweepRecord | None:
         first = self.repository.find_by_idempotency_key(key=key)
@@ -157,22 +204,59 @@ class SweepService:
         except UnknownSweepError:
             raise NotFound(f"no sweep with id {sweep_id!r}") from None
 
+    def _within_grace(self, record: SweepRecord) -> bool:
+        """Whether a job the cluster does not know may still be on its way (submitted by this or another process)."""
+        return utcnow() - record.updated_at < timedelta(seconds=self.settings.submit_grace_s)
+
     def reconcile(self, record: SweepRecord) -> tuple[SweepRecord, str | None]:
         """The record brought up to date with its job, and the job's state as the cluster reported it.
 
-        Ended sweeps are not asked about (their job can only have ended too); the job state is then None.
+        Ended sweeps are not asked about (their job can only have ended too); the job state is then None. A
+        sweep whose submitting process died before it recorded the job is found by the job's name, which is the
+        sweep's id. Every change is conditional on the record as it was read, so a concurrent transition wins.
         """
-        if not record.active or record.job_id is None:
+        if not record.active:
             return record, None
+        job_id = record.job_id or record.id  # a sweep's first job is named after the sweep
         try:
-            job_status = self.backend.status(record.job_id)
+            job_status = self.backend.status(job_id)
         except BackendUnavailable:
             return record, "unreachable"
-        driver = self.files.driver(record.id)
-        state, error = decide(record.status, record.job_id, job_status, driver, len(record.job_ids))
-        if state != record.status or error != record.error:
-            record = self.repository.update(sweep_id=record.id, status=state, error=error, clear_error=error is None)
+        if job_status is None and record.status == "submitted" and self._within_grace(record):
+            return record, "unknown"  # not yet seen on the cluster: its submission may still be under way
+        try:
+            if record.job_id is None:
+                if job_status is None:
+                    return self._set_state(
+                        record, "failed", "the sweep's job never reached the cluster; resume the sweep to run it"
+                    ), "unknown"
+                record = self.repository.update(
+                    sweep_id=record.id, job_ids=(job_id,), expect_status={record.status}, expect_job_ids=()
+                )
+                log.info("sweep %s: adopted its job %s, which was submitted but not recorded", record.id, job_id)
+            state, error = decide(record.status, job_id, job_status, self.files.driver(record.id), len(record.job_ids))
+            if state != record.status or error != record.error:
+                record = self._set_state(record, state, error)
+        except StaleRecordError:
+            record = self.repository.get(sweep_id=record.id)
         return record, job_status or "unknown"
+
+    def _set_state(self, record: SweepRecord, state: str, error: str | None) -> SweepRecord:
+        """Move an active record to `state`; once its job has ended, its files are made to say so too."""
+        new = self.repository.update(
+            sweep_id=record.id,
+            status=state,
+            error=error,
+            clear_error=error is None,
+            expect_status={record.status},
+            expect_job_ids=record.job_ids,
+        )
+        if state in TERMINAL_STATES:
+            try:
+                self.files.mark_lost(record.id, state, error)
+            except (OSError, ValueError) as e:
+                log.warning("sweep %s: its files could not be marked %s: %s", record.id, state, e)
+        return new
 
     def get(self, sweep_id: str) -> tuple[SweepRecord, str | None]:
         return self.reconcile(self.record(sweep_id))
@@ -207,21 +291,36 @@ class SweepService:
     # ---- cancel and resume -------------------------------------------------------------------------------
 
     def cancel(self, sweep_id: str) -> tuple[SweepRecord, str | None]:
-        with self._transitions:
+        with self._lock(sweep_id):
             record, _ = self.get(sweep_id)
             if not record.active:
                 raise Conflict(f"sweep {sweep_id} is {record.status}; only a sweep that has not ended can be cancelled")
-            assert record.job_id is not None  # an active sweep always has a job
+            job_id = record.job_id or record.id  # a job not recorded yet is named after the sweep
             try:
-                self.backend.stop(record.job_id)
+                stopped = self.backend.stop(job_id)
             except BackendUnavailable as e:
                 raise Unavailable(f"the sweep's job could not be stopped: {e}") from None
-            record = self.repository.update(sweep_id=sweep_id, status="cancelling")
+            if record.job_id is None and not stopped:
+                # its job is not on the cluster: cancelled here; a submit still under way stops it when it lands
+                try:
+                    return self._set_state(record, "cancelled", None), None
+                except StaleRecordError:
+                    return self.get(sweep_id)
+            try:
+                record = self.repository.update(
+                    sweep_id=sweep_id, status="cancelling", expect_status=ACTIVE_STATES, expect_job_ids=record.job_ids
+                )
+            except StaleRecordError:
+                record = self.repository.get(sweep_id=sweep_id)
             return self.reconcile(record)
 
     def resume(self, sweep_id: str) -> tuple[SweepRecord, str | None]:
-        """A new job `<id>-r<N>` that continues the sweep from its stored results and Tune state."""
-        with self._transitions:
+        """A new job `<id>-r<N>` that continues the sweep from its stored results and Tune state.
+
+        The job's name is claimed in the registry before the job is submitted, by a conditional update, so of
+        two concurrent resumes (in one process or two) exactly one starts a job and the other gets 409.
+        """
+        with self._lock(sweep_id):
             record, _ = self.get(sweep_id)
             if record.active:
                 raise Conflict(
@@ -231,21 +330,51 @@ class SweepService:
                 self._write_spec(sweep_id, record.spec)
             n = len(record.job_ids)
             for _ in range(_ID_ATTEMPTS):
-                job_id = f"{sweep_id}-r{n}"
+                job_id = sweep_id if n == 0 else f"{sweep_id}-r{n}"  # a sweep whose first job never ran starts anew
+                claimed = self._claim(record, job_id)
                 try:
-                    job_id = self.backend.submit(job_id, self._args(sweep_id, resume=True), self._env())
-                    break
-                except JobExistsError:
-                    n += 1  # a job of that name was submitted before but never recorded
+                    self.backend.submit(job_id, self._args(sweep_id, resume=n > 0), self._env())
+                except JobExistsError:  # a job of that name exists from before this registry knew of it
+                    self._release(claimed, record)
+                    n += 1
+                    continue
+                except BackendTimeout as e:
+                    raise Unavailable(f"{e}; the resume is recorded and will show once the cluster answers") from None
                 except BackendUnavailable as e:
+                    self._release(claimed, record)
                     raise Unavailable(f"the sweep could not be resumed: {e}") from None
-            else:
-                raise Unavailable(f"no free job name for resuming sweep {sweep_id}")
-            record = self.repository.update(
-                sweep_id=sweep_id, status="submitted", job_ids=(*record.job_ids, job_id), clear_error=True
+                log.info("sweep %s resumed as job %s", sweep_id, job_id)
+                return self.reconcile(claimed)
+            raise Unavailable(f"no free job name for resuming sweep {sweep_id}")
+
+    def _claim(self, record: SweepRecord, job_id: str) -> SweepRecord:
+        try:
+            return self.repository.update(
+                sweep_id=record.id,
+                status="submitted",
+                job_ids=(*record.job_ids, job_id),
+                clear_error=True,
+                expect_status={record.status},
+                expect_job_ids=record.job_ids,
             )
-            log.info("sweep %s resumed as job %s", sweep_id, job_id)
-            return self.reconcile(record)
+        except StaleRecordError:
+            now = self.repository.get(sweep_id=record.id)
+            raise Conflict(f"sweep {record.id} was changed by another request meanwhile; it is {now.status}") from None
+
+    def _release(self, claimed: SweepRecord, before: SweepRecord) -> None:
+        """Undo a resume's claim whose job was not started (unless someone changed the record since)."""
+        try:
+            self.repository.update(
+                sweep_id=before.id,
+                status=before.status,
+                job_ids=before.job_ids,
+                error=before.error,
+                clear_error=before.error is None,
+                expect_status={claimed.status},
+                expect_job_ids=claimed.job_ids,
+            )
+        except StaleRecordError:
+            pass
 
 
 def _driver_public(driver: dict[str, Any] | None) -> DriverPublic | None:

@@ -15,7 +15,17 @@ import pyarrow as pa
 
 from api.server.file_cache import FileCache
 from api.server.paths import inside
-from orchestrator import DRIVER_FILE, EPOCHS_FILE, PROBE_FILE, TRIALS_FILE, read_epochs, read_probe, read_trials
+from orchestrator import (
+    DRIVER_FILE,
+    EPOCHS_FILE,
+    PROBE_FILE,
+    TRIALS_FILE,
+    mark_driver_lost,
+    mark_interrupted,
+    read_epochs,
+    read_probe,
+    read_trials,
+)
 from worker.selection import Progress, sweep_progress
 
 RESULT_FILES = {"trials": TRIALS_FILE, "epochs": EPOCHS_FILE, "probe": PROBE_FILE}
@@ -83,3 +93,10 @@ class SweepFiles:
             return data if isinstance(data, dict) else None
 
         return self.cache.get(path, "driver", load)
+
+    def mark_lost(self, sweep_id: str, state: str, error: str | None) -> None:
+        """The sweep's job ended while its driver said `running` (killed, or its node lost): driver.json and the
+        trials still running or waiting say so. Safe only once the job has ended."""
+        sweep_dir = self.checked_dir(sweep_id)
+        if mark_driver_lost(sweep_dir, state, error) and (sweep_dir / TRIALS_FILE).exists():
+            mark_interrupted(sweep_dir, error or f"the sweep was {state} before this trial ended")
