@@ -5,7 +5,8 @@
     shiftsweep watch <id>; shiftsweep tables <id> ood --format latex --out table1.tex
 
 Every command except `serve` speaks HTTP only. The server and token come from --url / --token or the
-environment (SHIFTSWEEP_URL, SHIFTSWEEP_API_TOKEN). Server errors are printed as the server wrote them.
+environment (SHIFTSWEEP_URL, SHIFTSWEEP_API_TOKEN). Server errors are printed as the server wrote them,
+with control characters escaped (as is all the server sends).
 Exit status: 0 success; 1 an error from the server, or a watched sweep that failed; 2 bad usage;
 3 a watched sweep that was cancelled.
 """
@@ -13,7 +14,6 @@ Exit status: 0 success; 1 an error from the server, or a watched sweep that fail
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import sys
@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from api import is_loopback
 from api.client.rest import DEFAULT_URL, ApiClient, ClientError
+from api.client.terminal import safe, say
 from api.client.watch import progress_line, watch
 
 RESULT_NAMES = ("trials", "epochs", "probe")
@@ -31,15 +33,6 @@ EXIT_FOR_STATE = {"finished": 0, "failed": 1, "cancelled": 3}
 
 class UsageError(Exception):
     """Bad command-line input; exit status 2."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -102,11 +95,11 @@ def cmd_submit(client: ApiClient, args: argparse.Namespace) -> int:
         raise UsageError("give a spec file or --preset NAME")
     sweep = client.submit(body, idempotency_key=args.idempotency_key)
     if args.quiet:
-        print(sweep["id"])
+        say(sweep["id"])
     else:
-        print(f"sweep {sweep['id']} ({sweep['name']}): {sweep['status']}, {sweep['total_trials']} trials")
+        say(f"sweep {sweep['id']} ({sweep['name']}): {sweep['status']}, {sweep['total_trials']} trials")
         if sweep.get("dashboard_url"):
-            print(f"  Ray job: {sweep['dashboard_url']}")
+            say(f"  Ray job: {sweep['dashboard_url']}")
     if args.watch:
         return _watch(client, sweep["id"], args)
     return 0
@@ -115,27 +108,27 @@ def cmd_submit(client: ApiClient, args: argparse.Namespace) -> int:
 def cmd_list(client: ApiClient, args: argparse.Namespace) -> int:
     page = client.sweeps(limit=args.limit, offset=args.offset, status=args.status)
     if args.json:
-        print(json.dumps(page, indent=1))
+        say(json.dumps(page, indent=1))
         return 0
     rows = [(s["id"], s["status"], s["name"], s["created_at"][:19], s.get("job_id") or "") for s in page["data"]]
     header = ("ID", "STATUS", "NAME", "CREATED", "JOB")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    print(f"{len(rows)} of {page['count']} sweeps")
+        say("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    say(f"{len(rows)} of {page['count']} sweeps")
     return 0
 
 
 def cmd_status(client: ApiClient, args: argparse.Namespace) -> int:
     sweep = client.sweep(args.sweep_id)
     if args.json:
-        print(json.dumps(sweep, indent=1))
+        say(json.dumps(sweep, indent=1))
         return 0
-    print(progress_line(sweep, bar=False))
-    print(f"  job {sweep.get('job_id')} ({sweep.get('job_status') or 'not asked'})  {sweep.get('dashboard_url') or ''}")
-    print(f"  results: {sweep['results_dir']}")
+    say(progress_line(sweep, bar=False))
+    say(f"  job {sweep.get('job_id')} ({sweep.get('job_status') or 'not asked'})  {sweep.get('dashboard_url') or ''}")
+    say(f"  results: {sweep['results_dir']}")
     if sweep.get("error"):
-        print(f"  error: {sweep['error']}")
+        say(f"  error: {sweep['error']}")
     return 0
 
 
@@ -143,10 +136,10 @@ def _watch(client: ApiClient, sweep_id: str, args: argparse.Namespace) -> int:
     try:
         final = watch(lambda: client.sweep(sweep_id), sys.stdout, interval_s=args.interval, timeout_s=args.timeout)
     except TimeoutError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", file=sys.stderr)
         return 1
     if final.get("error"):
-        print(f"error: {final['error']}", file=sys.stderr)
+        say(f"error: {final['error']}", file=sys.stderr)
     return EXIT_FOR_STATE.get(final["status"], 1)
 
 
@@ -156,20 +149,20 @@ def cmd_watch(client: ApiClient, args: argparse.Namespace) -> int:
 
 def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
     sweep = client.cancel(args.sweep_id)
-    print(f"sweep {sweep['id']}: {sweep['status']}")
+    say(f"sweep {sweep['id']}: {sweep['status']}")
     return 0
 
 
 def cmd_resume(client: ApiClient, args: argparse.Namespace) -> int:
     sweep = client.resume(args.sweep_id)
-    print(f"sweep {sweep['id']}: {sweep['status']} as job {sweep['job_id']}")
+    say(f"sweep {sweep['id']}: {sweep['status']} as job {sweep['job_id']}")
     return 0
 
 
 def _print_listing(kind: str, listing: dict[str, Any]) -> int:
     """What `tables` and `plot` print without a name: the names the server offers, and their formats."""
-    print(f"{kind}: " + ", ".join(listing["data"]))
-    print("formats: " + ", ".join(listing["formats"]))
+    say(f"{kind}: " + ", ".join(listing["data"]))
+    say("formats: " + ", ".join(listing["formats"]))
     return 0
 
 
@@ -179,11 +172,11 @@ def cmd_tables(client: ApiClient, args: argparse.Namespace) -> int:
     content = client.table(args.sweep_id, args.name, args.format)
     if args.out:
         Path(args.out).write_bytes(content)
-        print(f"wrote {args.out} ({len(content)} bytes)")
+        say(f"wrote {args.out} ({len(content)} bytes)")
     elif args.format == "parquet":
         raise UsageError("parquet is binary: give --out FILE")
     else:
-        sys.stdout.write(content.decode())
+        sys.stdout.write(safe(content.decode(errors="replace")))
     return 0
 
 
@@ -193,14 +186,14 @@ def cmd_download(client: ApiClient, args: argparse.Namespace) -> int:
     for which in args.which or RESULT_NAMES:
         path = out / f"{which}.parquet"
         path.write_bytes(client.results(args.sweep_id, which))
-        print(f"wrote {path}")
+        say(f"wrote {path}")
     return 0
 
 
 def cmd_report(client: ApiClient, args: argparse.Namespace) -> int:
     out = Path(args.out or f"{args.sweep_id}-report.html")
     out.write_bytes(client.report(args.sweep_id))
-    print(f"wrote {out} (open it in a browser; the live page is GET /api/v1/sweeps/{args.sweep_id}/report)")
+    say(f"wrote {out} (open it in a browser; the live page is GET /api/v1/sweeps/{args.sweep_id}/report)")
     return 0
 
 
@@ -209,7 +202,7 @@ def cmd_plot(client: ApiClient, args: argparse.Namespace) -> int:
         return _print_listing("plots", client.plots(args.sweep_id))
     out = Path(args.out or f"{args.sweep_id}-{args.name}.{args.format}")
     out.write_bytes(client.plot(args.sweep_id, args.name, args.format))
-    print(f"wrote {out}")
+    say(f"wrote {out}")
     return 0
 
 
@@ -315,10 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         with ApiClient(args.url, args.token) as client:
             return COMMANDS[args.command](client, args)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", file=sys.stderr)
         return 2
     except ClientError as e:
-        print(e, file=sys.stderr)
+        say(e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from api import TERMINAL_STATES
 from api.client.rest import ClientError
+from api.client.terminal import safe
 from worker.records import TrialStatus
 
 BAR_WIDTH = 30
@@ -78,11 +79,11 @@ def watch(
             if clock() - unreachable_since > patience_s:
                 raise
             if not live:
-                out.write(f"(service not answering, retrying: {e})\n")
+                out.write(safe(f"(service not answering, retrying: {e})") + "\n")
                 out.flush()
             sleep(interval_s)
             continue
-        line = progress_line(sweep, bar=live)
+        line = safe(progress_line(sweep, bar=live))
         # off a terminal, a line only when trials change state: percent and ETA move on every poll
         counts = (sweep["status"], sweep.get("finished_trials"), tuple(sorted((sweep.get("counts") or {}).items())))
         if live:

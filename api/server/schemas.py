@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from api import SWEEP_STATES
+from api.server.text import PublicError
 from worker.records import EpochReport, TrialStatusName, TrialSummary, record_fields
 
 SweepState = Literal[SWEEP_STATES]  # type: ignore[valid-type]
@@ -27,7 +28,7 @@ class PresetSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: str = Field(description="a preset name, as listed by GET /catalog")
+    preset: str = Field(max_length=100, description="a preset name, as listed by GET /catalog")
     overrides: dict[str, Any] = Field(default_factory=dict, description="top-level spec fields to replace")
 
 
@@ -38,7 +39,7 @@ class SweepPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     job_id: str | None = Field(description="Ray job of the latest run")
-    error: str | None = None
+    error: PublicError = Field(None, description="why the sweep failed, in one line (the full text is in the logs)")
 
 
 class SweepsPublic(BaseModel):
@@ -54,7 +55,7 @@ class DriverPublic(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     updated_at: str | None = None
-    error: str | None = None
+    error: PublicError = None
 
 
 class SweepDetail(SweepPublic):
@@ -97,7 +98,11 @@ TrialPublic = create_model(
     "TrialPublic",
     __doc__="One trial: its identity and its summary at the best-ID-validation epoch (`worker.records.TrialSummary`).",
     **_IDENTITY,
-    **{**_record_fields(TrialSummary), "status": (TrialStatusName, ...)},
+    **{
+        **_record_fields(TrialSummary),
+        "status": (TrialStatusName, ...),
+        "error": (PublicError, Field(None, description="why the trial failed, in one line (trials.parquet has all)")),
+    },
     updated_at=(datetime | None, None),
 )
 
@@ -148,7 +153,7 @@ class RayHealth(BaseModel):
     reachable: bool
     address: str | None = None
     dashboard_url: str | None = None
-    error: str | None = None
+    error: PublicError = None
 
 
 class HealthPublic(BaseModel):
