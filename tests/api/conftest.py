@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -13,6 +17,7 @@ from fastapi.testclient import TestClient
 from api.server.jobs import FakeJobBackend
 from api.server.main import create_app
 from api.server.settings import Settings, get_settings
+from orchestrator.local_cluster import LocalRayNode
 from tests.api.support import TOKEN
 
 
@@ -49,3 +54,29 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 def anon(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def ray_dashboard() -> Iterator[str]:
+    """A real Ray head with its dashboard and job server, for the slow tests of a module."""
+    base = Path(tempfile.mkdtemp(prefix="rayapi-"))  # short: Ray's socket paths must stay under ~107 characters
+    env = {**os.environ, "HOME": str(base / "home"), "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    (base / "home").mkdir()
+    head = LocalRayNode.start_head(base / "t", base / "ray.log", env=env, num_cpus=2)
+    assert head.dashboard_url is not None
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{head.dashboard_url}/api/version", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if not head.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head did not start:\n{head.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield head.dashboard_url
+    finally:
+        head.stop()  # the processes this fixture started, nothing else
+        shutil.rmtree(base, ignore_errors=True)

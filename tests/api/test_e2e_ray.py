@@ -7,16 +7,11 @@ Ray auth token of the user is picked up) and is ended by signalling the processe
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -24,7 +19,7 @@ from fastapi.testclient import TestClient
 from api.client.cli import main as cli
 from api.server.main import create_app
 from api.server.settings import Settings, get_settings
-from orchestrator.local_cluster import LocalRayNode, free_port
+from orchestrator.local_cluster import free_port
 from tests.api.support import TOKEN
 
 pytestmark = pytest.mark.slow
@@ -32,31 +27,6 @@ pytestmark = pytest.mark.slow
 DATASET = "synth_style"
 SWEEPS = "/api/v1/sweeps"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def ray_dashboard() -> Iterator[str]:
-    base = Path(tempfile.mkdtemp(prefix="rayapi-"))  # short: Ray's socket paths must stay under ~107 characters
-    env = {**os.environ, "HOME": str(base / "home"), "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
-    env.pop("RAY_ADDRESS", None)
-    (base / "home").mkdir()
-    head = LocalRayNode.start_head(base / "t", base / "ray.log", env=env, num_cpus=2)
-    assert head.dashboard_url is not None
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{head.dashboard_url}/api/version", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if not head.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray head did not start:\n{head.log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield head.dashboard_url
-    finally:
-        head.stop()  # the processes this fixture started, nothing else
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.server.jobs import FakeJobBackend
 from api.server.main import create_app
 from api.server.settings import Settings
+from orchestrator import NodeCapacity
 from tests.api.support import spec_body, write_driver, write_results
 
 SWEEPS = "/api/v1/sweeps"
@@ -68,7 +69,7 @@ def test_every_problem_is_named(client: TestClient):
 def test_method_options_and_lrs_are_checked_before_anything_is_stored(client: TestClient, backend: FakeJobBackend):
     body = spec_body(
         method_options={"sgd": {"momentun": 0.9}, "adamw": {"betas": [0.9]}},
-        lrs={"sgd": [0.01, True], "adamw": [float("inf")]},
+        lrs={"sgd": [0.01, True], "adamw": [0.0]},
     )
     r = client.post(SWEEPS, content=json.dumps(body), headers={"Content-Type": "application/json"})
     assert r.status_code == 422
@@ -100,10 +101,10 @@ def test_bad_bodies_get_422_naming_the_body(client: TestClient):
 
 
 def test_gpus_asked_of_a_gpu_less_cluster(client: TestClient, backend: FakeJobBackend):
-    backend.gpus = 0.0
+    backend.nodes = [NodeCapacity(cpus=8, gpus=0)]
     r = client.post(SWEEPS, json=spec_body(resources={"cpus": 1, "gpus": 0.5}))
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "resources.gpus"
-    backend.gpus = 1.0
+    backend.nodes = [NodeCapacity(cpus=8, gpus=0), NodeCapacity(cpus=4, gpus=1)]
     assert client.post(SWEEPS, json=spec_body(resources={"cpus": 1, "gpus": 0.5})).status_code == 201
 
 
@@ -111,7 +112,7 @@ def test_data_is_checked_when_asked(tmp_path: Path, backend: FakeJobBackend):
     from api.server.settings import get_settings
 
     s = get_settings(storage=tmp_path / "st", base_dir=tmp_path, check_data=True)
-    with TestClient(create_app(s, backend=backend)) as c:
+    with TestClient(create_app(s, backend=backend), base_url="http://127.0.0.1") as c:
         r = c.post(SWEEPS, json=spec_body(data_root="nowhere"))
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "datasets[0]"
     assert "synth_spurious" in r.json()["detail"][0]["message"]
@@ -120,7 +121,7 @@ def test_data_is_checked_when_asked(tmp_path: Path, backend: FakeJobBackend):
 def test_unreachable_cluster_is_503_and_leaves_nothing(client: TestClient, backend: FakeJobBackend):
     backend.reachable = False
     r = client.post(SWEEPS, json=spec_body())
-    assert r.status_code == 503 and "could not be submitted" in r.json()["detail"]
+    assert r.status_code == 503 and "cannot check the cluster's nodes" in r.json()["detail"]
     assert client.get(SWEEPS).json()["count"] == 0
 
 
