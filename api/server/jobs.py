@@ -230,19 +230,24 @@ class RayJobBackend(JobBackend):
         from ray.util.state import list_nodes
 
         def nodes(client: Any) -> list[NodeCapacity] | None:
-            try:
-                listed = list_nodes(
-                    address=client.get_address(),
-                    limit=10_000,
-                    timeout=max(1, int(self.timeout_s)),
-                    raise_on_missing_output=False,
-                )
-            except Exception:
-                return None  # the state API failed where the job server answers: the resource check is skipped
-            return [
-                NodeCapacity(cpus=float(t.get("CPU", 0.0)), gpus=float(t.get("GPU", 0.0)))
-                for t in ((n.resources_total or {}) for n in listed if n.state == "ALIVE")
-            ]
+            # A head that has just started lists no node for a second or two: asked again, within half the budget.
+            give_up = self._clock() + self.timeout_s / 2
+            while True:
+                try:
+                    listed = list_nodes(
+                        address=client.get_address(),
+                        limit=10_000,
+                        timeout=max(1, int(self.timeout_s)),
+                        raise_on_missing_output=False,
+                    )
+                except Exception:
+                    return None  # the state API failed where the job server answers: the resource check is skipped
+                alive = [n.resources_total or {} for n in listed if n.state == "ALIVE"]
+                if alive:
+                    return [NodeCapacity(cpus=float(t.get("CPU", 0.0)), gpus=float(t.get("GPU", 0.0))) for t in alive]
+                if self._clock() > give_up:
+                    return None  # no node to tell by: the check is skipped
+                self._sleep(0.5)
 
         return self._call("list the cluster's nodes", nodes)
 
