@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -77,6 +80,22 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def _reconcile_at_start(service: SweepService) -> None:
+    try:
+        n = service.reconcile_active()
+        if n:
+            log.info("reconciled %d sweeps that had not ended", n)
+    except Exception:  # the service must start whatever the registry or the cluster do
+        log.exception("reconciling the active sweeps at start-up failed")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start-up settles what a previous process left active, in the background: a hung cluster delays no request."""
+    threading.Thread(target=_reconcile_at_start, args=(app.state.service,), daemon=True, name="reconcile").start()
+    yield
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -99,6 +118,7 @@ def create_app(
         "run as Ray Jobs. Mutating endpoints need `Authorization: Bearer <token>` when the service has one.",
         docs_url="/docs",
         openapi_url=f"{API_PREFIX}/openapi.json",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.service = SweepService(settings, repository, backend, files)

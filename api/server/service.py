@@ -261,12 +261,20 @@ class SweepService:
     def get(self, sweep_id: str) -> tuple[SweepRecord, str | None]:
         return self.reconcile(self.record(sweep_id))
 
-    def page(self, *, limit: int, offset: int, status: str | None = None) -> tuple[list[SweepRecord], int]:
-        """A page of sweeps; every active sweep is reconciled first, so that the state filter is current."""
+    def reconcile_active(self) -> int:
+        """Reconcile every sweep that has not ended; returns how many there were. Run at start-up, so that a
+        sweep a crashed process left half-submitted is settled without waiting for someone to read it."""
+        seen = 0
         for state in ACTIVE_STATES:
             active, _ = self.repository.page(limit=MAX_RECONCILED, offset=0, status=state)
             for record in active:
                 self.reconcile(record)
+            seen += len(active)
+        return seen
+
+    def page(self, *, limit: int, offset: int, status: str | None = None) -> tuple[list[SweepRecord], int]:
+        """A page of sweeps; every active sweep is reconciled first, so that the state filter is current."""
+        self.reconcile_active()
         return self.repository.page(limit=limit, offset=offset, status=status)
 
     def detail(self, record: SweepRecord, job_status: str | None) -> SweepDetail:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from api.client.cli import main as cli
@@ -268,8 +270,6 @@ def test_a_served_failed_trial_shows_one_line_and_the_cli_escapes_control_charac
     spec = spec_body()
     ids = write_results(storage, sid, spec, done=1)
     trials = storage / sid / "trials.parquet"
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     table = pq.read_table(trials).to_pylist()
     traceback = (
@@ -368,3 +368,147 @@ def test_two_api_processes_resume_a_sweep_once(ray_dashboard: str, tmp_path: Pat
     finally:
         one.stop()
         other.stop()
+
+
+class HoldingProxy:
+    """A TCP proxy to the Ray dashboard that passes everything, except that a connection which submits a job never
+    gets the answer: the job starts on the cluster, and the API waits, as when a process dies mid-submit."""
+
+    def __init__(self, target: str):
+        self.target = ("127.0.0.1", int(target.rsplit(":", 1)[1]))
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.sockets: list[socket.socket] = [self.server]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client = self.server.accept()[0]
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            held = threading.Event()
+            threading.Thread(target=self._pump, args=(client, upstream, held, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, held, False), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, held: threading.Event, from_client: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if from_client and b"POST /api/jobs/" in data:
+                    held.set()
+                if from_client or not held.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def _until(what: str, check: Any, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+    return value
+
+
+def _ray_jobs(dashboard: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{dashboard}/api/jobs/", timeout=30).json()
+
+
+@pytest.mark.slow
+def test_an_api_killed_mid_submit_leaves_a_sweep_the_next_start_adopts(ray_dashboard: str, tmp_path: Path):
+    proxy = HoldingProxy(ray_dashboard)
+    driver = _script(tmp_path / "long-driver", "sleep 300")
+    env = _env(tmp_path, proxy.url, python=driver, node_cpus="2", ray_timeout_s="60")
+    api = Served(tmp_path, env, "dies")
+    registry = tmp_path / "storage" / "registry.sqlite3"
+    try:
+        with api.client(headers=AUTH) as http:
+            threading.Thread(target=lambda: _post_quietly(http, spec_body()), daemon=True).start()
+            job = _until(
+                "the job on the cluster",
+                lambda: [j for j in _ray_jobs(ray_dashboard) if j["entrypoint"].startswith(driver)],
+            )[0]
+            api.kill()
+        with sqlite3.connect(registry) as db:
+            row = db.execute("SELECT id, status, job_ids_json FROM sweeps").fetchone()
+        assert row == (job["submission_id"], "submitted", "[]")  # recorded, its job not: the crash of the issue
+        sid = row[0]
+        again = Served(tmp_path, _env(tmp_path, ray_dashboard, python=driver, node_cpus="2"), "restarted")
+        try:
+
+            def adopted() -> bool:
+                with sqlite3.connect(registry) as db:
+                    return db.execute("SELECT job_ids_json FROM sweeps").fetchone()[0] == json.dumps([sid])
+
+            _until("the start-up reconciliation", adopted, 60)  # no request asked for it
+            with again.client(headers=AUTH) as http:
+                assert http.get(f"{SWEEPS}/{sid}").json()["status"] in ("pending", "running")
+                assert http.post(f"{SWEEPS}/{sid}/cancel").status_code == 202
+                _until("the cancel", lambda: http.get(f"{SWEEPS}/{sid}").json()["status"] == "cancelled", 120)
+        finally:
+            again.stop()
+    finally:
+        api.stop()
+        proxy.close()
+
+
+def _post_quietly(http: httpx.Client, body: dict[str, Any]) -> None:
+    try:
+        http.post(SWEEPS, json=body)
+    except httpx.HTTPError:
+        pass  # the server is killed while it answers
+
+
+@pytest.mark.slow
+def test_a_driver_killed_on_ray_leaves_files_that_say_so(ray_dashboard: str, data_root: Path, tmp_path: Path):
+    env = _env(tmp_path, ray_dashboard, node_cpus="2")
+    api = Served(tmp_path, env)
+    spec = {
+        **spec_body(datasets=["synth_style"], methods=["sgd"], lrs={"sgd": [1e-2, 3e-2]}),
+        "epochs": 40,
+        "max_train_images": 64,
+        "max_eval_images": 32,
+        "data_root": str(data_root),
+        "threads_per_trial": 1,
+        "resources": {"cpus": 1},
+    }
+    storage = tmp_path / "storage"
+    try:
+        with api.client(headers=AUTH) as http:
+            r = http.post(SWEEPS, json=spec)
+            assert r.status_code == 201, r.text
+            sid = r.json()["id"]
+
+            def a_trial_runs() -> bool:
+                trials = storage / sid / "trials.parquet"
+                return trials.exists() and "running" in pq.read_table(trials).column("status").to_pylist()
+
+            _until("a running trial", a_trial_runs, 240)
+            driver = json.loads((storage / sid / "driver.json").read_text())
+            os.kill(driver["pid"], signal.SIGKILL)
+            got = _until(
+                "the failed sweep", lambda: (s := http.get(f"{SWEEPS}/{sid}").json())["status"] == "failed" and s, 120
+            )
+            assert got["driver"]["state"] == "failed" and "\n" not in got["error"]
+        driver = json.loads((storage / sid / "driver.json").read_text())
+        assert driver["state"] == "failed" and driver["finished_at"] and sid in driver["error"]
+        table = pq.read_table(storage / sid / "trials.parquet").to_pylist()
+        assert "running" not in {t["status"] for t in table} and "pending" not in {t["status"] for t in table}
+        assert any(t["status"] == "failed" and sid in t["error"] for t in table)
+    finally:
+        api.stop()

@@ -215,3 +215,15 @@ def test_a_submit_stuck_on_the_cluster_holds_no_other_sweep(grace_settings: Sett
     assert cancelled and cancelled[0] in ("cancelling", "cancelled")  # answered while the other submit waits
     release.set()
     stuck.join(10)
+
+
+def test_start_up_settles_what_a_crashed_process_left(grace_settings: Settings):
+    backend = CrashingBackend()
+    sid = _died_submitting(grace_settings, backend, "after")
+    registry = SqliteSweepRepository(grace_settings.registry_file)
+    with TestClient(create_app(grace_settings, backend=backend), headers=AUTH):
+        for _ in range(100):  # no request is made: the start-up reconciliation finds the job by itself
+            if registry.get(sweep_id=sid).job_ids:
+                break
+            threading.Event().wait(0.1)
+    assert registry.get(sweep_id=sid).job_ids == (sid,)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -35,6 +37,17 @@ def test_an_ended_sweep_has_a_final_report_saved_beside_its_results(
     r = client.get(f"{SWEEPS}/{sweep}/report")
     assert r.status_code == 200
     saved = settings.storage / sweep / REPORT_FILE
+    assert saved.read_text(encoding="utf-8") == r.text
+    # read again: served from the saved file, not written again
+    written = saved.stat().st_mtime_ns
+    os.utime(saved, ns=(written, written))
+    assert client.get(f"{SWEEPS}/{sweep}/report").text == r.text and saved.stat().st_mtime_ns == written
+    # results newer than the saved page (a resumed sweep that ended again): drawn anew
+    trials = settings.storage / sweep / "trials.parquet"
+    os.utime(trials, ns=(written + 10**9, written + 10**9))
+    saved.write_text("stale", encoding="utf-8")
+    os.utime(saved, ns=(written, written))
+    assert client.get(f"{SWEEPS}/{sweep}/report").text == r.text
     assert saved.read_text(encoding="utf-8") == r.text
 
 
