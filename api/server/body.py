@@ -32,6 +32,20 @@ class _NonFinite:
         self.name = name
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are unique: JSON parsers disagree on which of two equal keys wins, so neither does."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"the key {_printable(key)!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
@@ -78,9 +92,11 @@ def parse_json(raw: bytes) -> Any:
     if not raw.strip():
         raise Invalid.one("body", "empty body; expected a JSON object")
     try:
-        data = json.loads(raw, parse_constant=_NonFinite)
+        data = json.loads(raw, parse_constant=_NonFinite, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise Invalid.one("body", f"nested deeper than {MAX_DEPTH} levels") from None
+    except _DuplicateKey as e:
+        raise Invalid.one("body", str(e)) from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise Invalid.one("body", f"not valid JSON: {e}") from None
     check_tree(data)

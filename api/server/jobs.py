@@ -163,8 +163,9 @@ class RayJobBackend(JobBackend):
 
     def _call(self, what: str, fn: Any, *, timeout_s: float | None = None) -> Any:
         """fn(client) within the deadline; RuntimeError when the job server answered with an error."""
-        if self._clock() < self._down_until:
-            raise BackendUnavailable(self._down_reason)
+        wait = self._down_until - self._clock()
+        if wait > 0:
+            raise BackendUnavailable(f"{self._down_reason}; not asked again for another {wait:.0f} s")
         timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
             return _within(lambda: fn(self._get_client()), timeout)

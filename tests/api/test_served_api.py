@@ -223,6 +223,7 @@ HOSTILE: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("not JSON", b"{models: [", JSON, 422, "body"),
     ("not UTF-8", b'{"name": "\xff\xfe"}', JSON, 422, "body"),
     ("a JSON list", b"[1, 2]", JSON, 422, "body"),
+    ("a key given twice", b'{"models": ["tiny_vit"], "models": ["vit_b16"]}', JSON, 422, "body"),
 ]
 
 
