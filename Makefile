@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/orchestration_overhead.py
 	$(BIN)/python bench/early_stopping.py
 	$(BIN)/python bench/api_latency.py
+	$(BIN)/python bench/service_limits.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
