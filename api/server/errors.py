@@ -11,6 +11,12 @@ from typing import Any
 from orchestrator import ValidationProblem
 
 
+def quoted(value: str, limit: int = 80) -> str:
+    """A client's value as an error quotes it: its repr, cut short, so that an answer never echoes a payload."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 class ApiError(Exception):
     status_code = 500
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from api import ACTIVE_STATES, TERMINAL_STATES
-from api.server.errors import Conflict, Invalid, NotFound, Unavailable
+from api.server.errors import Conflict, Invalid, NotFound, Unavailable, quoted
 from api.server.jobs import BackendTimeout, BackendUnavailable, JobBackend, JobExistsError
 from api.server.reconcile import decide
 from api.server.registry import (
@@ -202,7 +202,7 @@ class SweepService:
         try:
             return self.repository.get(sweep_id=sweep_id)
         except UnknownSweepError:
-            raise NotFound(f"no sweep with id {sweep_id!r}") from None
+            raise NotFound(f"no sweep with id {quoted(sweep_id)}") from None
 
     def _within_grace(self, record: SweepRecord) -> bool:
         """Whether a job the cluster does not know may still be on its way (submitted by this or another process)."""

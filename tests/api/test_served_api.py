@@ -243,6 +243,16 @@ def test_hostile_input_is_a_4xx_that_names_its_field(
     assert _stored(Path(served.env["SHIFTSWEEP_STORAGE"])) == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/" + "a" * 5000, "/%00/report", "/..%2F..%2Fetc/report", "/x/trials/" + "b" * 5000, "/x/results/" + "c" * 5000],
+)
+def test_hostile_paths_are_short_404s(served: Served, path: str):
+    with served.client(headers=AUTH) as http:
+        r = http.get(SWEEPS + path)
+        assert r.status_code == 404 and len(r.text) < 300, r.text[:400]
+
+
 def test_health_and_lists_answer_while_the_cluster_hangs(served: Served):
     with served.client(headers=AUTH) as http:
         r = http.post(SWEEPS, json=spec_body(name="stuck"))  # valid, and the cluster never answers the submit

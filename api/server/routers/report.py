@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 import analysis as report
 from api.server.deps import ReadAccess, ServiceDep
-from api.server.errors import NotFound
+from api.server.errors import NotFound, quoted
 from api.server.routers.sweeps import ERRORS
 from orchestrator import DRIVER_FILE, EPOCHS_FILE, PROBE_FILE, TRIALS_FILE, Location
 
@@ -63,7 +63,7 @@ async def get_plot(sweep_id: str, filename: str, service: ServiceDep) -> Respons
     name, _, fmt = filename.rpartition(".")
     if name not in report.list_plots() or fmt not in report.list_plot_formats():
         raise NotFound(
-            f"no plot {filename!r}; valid: <name>.<format> with name in {', '.join(report.list_plots())} "
+            f"no plot {quoted(filename)}; valid: <name>.<format> with name in {', '.join(report.list_plots())} "
             f"and format in {', '.join(report.list_plot_formats())}"
         )
     await run_in_threadpool(service.record, sweep_id)

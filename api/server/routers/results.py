@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 
 import analysis as tables
 from api.server.deps import ReadAccess, ServiceDep
-from api.server.errors import Invalid, NotFound
+from api.server.errors import Invalid, NotFound, quoted
 from api.server.routers.sweeps import ERRORS
 from api.server.schemas import TablesPublic
 from api.server.sweep_files import RESULT_FILES
@@ -32,7 +32,7 @@ def download_results(sweep_id: str, filename: str, service: ServiceDep) -> Respo
     """trials.parquet, epochs.parquet or probe.parquet; before the driver writes one, an empty file with its schema."""
     which = filename.removesuffix(".parquet")
     if not filename.endswith(".parquet") or which not in RESULT_FILES:
-        raise NotFound(f"no result file {filename!r}; valid: {_FILES}")
+        raise NotFound(f"no result file {quoted(filename)}; valid: {_FILES}")
     service.record(sweep_id)
     path = service.files.file(sweep_id, RESULT_FILES[which])
     download = f"{sweep_id}-{which}.parquet"
@@ -78,10 +78,10 @@ async def get_table(
     """A comparison table (e.g. Table 1 `ood`, Table 2 `id`) built from the sweep's results as they are now."""
     valid = tables.list_tables()
     if name not in valid:
-        raise NotFound(f"no table {name!r}; valid tables: {', '.join(valid)}")
+        raise NotFound(f"no table {quoted(name)}; valid tables: {', '.join(valid)}")
     formats = tables.list_formats()
     if fmt not in formats:
-        raise Invalid.one("query.format", f"unknown format {fmt!r}; valid formats: {', '.join(formats)}")
+        raise Invalid.one("query.format", f"unknown format {quoted(fmt)}; valid formats: {', '.join(formats)}")
     await run_in_threadpool(service.record, sweep_id)
     sweep_dir = service.files.checked_dir(sweep_id)
     content, media_type = await run_in_threadpool(tables.render_table, name, sweep_dir, fmt)

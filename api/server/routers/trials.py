@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.server.deps import ReadAccess, ServiceDep
-from api.server.errors import Invalid, NotFound
+from api.server.errors import Invalid, NotFound, quoted
 from api.server.responses import json_response
 from api.server.routers.sweeps import ERRORS
 from api.server.schemas import EpochPublic, EpochsPublic, TrialDetail, TrialPublic, TrialsPublic
@@ -61,7 +61,7 @@ def _trial(service: ServiceDep, sweep_id: str, trial_id: str) -> dict:
     service.record(sweep_id)
     row = trial_row(service.files.trials(sweep_id), trial_id)
     if row is None:
-        raise NotFound(f"no trial {trial_id!r} in sweep {sweep_id!r}")
+        raise NotFound(f"no trial {quoted(trial_id)} in sweep {sweep_id!r}")
     return row
 
 
