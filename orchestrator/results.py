@@ -270,9 +270,10 @@ def read_probe(sweep_dir: Location | str | Path) -> pa.Table:
     return as_location(sweep_dir).read_table(PROBE_FILE, PROBE_SCHEMA)
 
 
-def mark_interrupted(location: Location | str | Path, error: str) -> int:
-    """A sweep whose driver died without ending its trials: rows still `running` become `failed` with `error`,
-    rows still `pending` become `cancelled`, so the table says what happened. Returns how many rows changed.
+def mark_interrupted(location: Location | str | Path, error: str | None, *, cancelled: bool = False) -> int:
+    """A sweep whose driver died without ending its trials: rows still `running` become `failed` with `error`
+    (`cancelled` when the sweep was), rows still `pending` become `cancelled`, so the table says what happened.
+    Returns how many rows changed.
 
     Only for a sweep whose job has ended (nothing else writes the table then); a resume runs those trials again.
     """
@@ -283,8 +284,10 @@ def mark_interrupted(location: Location | str | Path, error: str) -> int:
     rows = loc.read_table(TRIALS_FILE, TRIALS_SCHEMA).to_pylist()
     changed = 0
     for row in rows:
-        if row["status"] == TrialStatus.RUNNING:
+        if row["status"] == TrialStatus.RUNNING and not cancelled:
             status, why = TrialStatus.FAILED, error
+        elif row["status"] == TrialStatus.RUNNING:
+            status, why = TrialStatus.CANCELLED, None
         elif row["status"] == TrialStatus.PENDING:
             status, why = TrialStatus.CANCELLED, None
         else:

@@ -99,4 +99,5 @@ class SweepFiles:
         trials still running or waiting say so. Safe only once the job has ended."""
         sweep_dir = self.checked_dir(sweep_id)
         if mark_driver_lost(sweep_dir, state, error) and (sweep_dir / TRIALS_FILE).exists():
-            mark_interrupted(sweep_dir, error or f"the sweep was {state} before this trial ended")
+            why = error or f"the sweep ended ({state}) before this trial did"
+            mark_interrupted(sweep_dir, why, cancelled=state == "cancelled")

@@ -231,3 +231,31 @@ def test_merge_history_fills_missed_epochs_and_ends_trials_tune_finished(tmp_pat
     assert store.status(a) == "stopped" and sorted(store._epochs[a]) == [1]
     store.flush()
     assert read_trials(tmp_path).column("epochs_done").to_pylist() == [1, 3]
+
+
+@pytest.mark.parametrize(("cancelled", "running_becomes"), [(False, "failed"), (True, "cancelled")])
+def test_a_dead_driver_s_trials_are_marked_by_whoever_finds_its_job_ended(
+    tmp_path: Path, cancelled: bool, running_becomes: str
+):
+    from orchestrator.driver_state import DriverState, mark_driver_lost, read_driver_state
+    from orchestrator.results import mark_interrupted
+
+    store = ResultsStore(tmp_path, "s1", configs() + [dataclasses.replace(configs()[0], seed=1)])
+    done, running, waiting = store._order
+    store.start(done)
+    store.record_epoch(done, report(3, 0.7, status="completed"))
+    store.finish(done)
+    store.start(running)
+    store.record_epoch(running, report(1, 0.6))
+    store.flush()
+    DriverState(Location(tmp_path), "s1", 3)  # a driver that says `running`, then is killed
+    assert mark_driver_lost(tmp_path, "failed", "job s1 failed")
+    assert not mark_driver_lost(tmp_path, "failed", "again")  # only a driver that still says running
+    assert read_driver_state(tmp_path)["state"] == "failed"
+    assert mark_interrupted(tmp_path, "job s1 failed", cancelled=cancelled) == 2
+    rows = {r["trial_id"]: r for r in read_trials(tmp_path).to_pylist()}
+    assert rows[done]["status"] == "completed"
+    assert rows[running]["status"] == running_becomes and rows[running]["epochs_done"] == 1
+    assert rows[running]["error"] == (None if cancelled else "job s1 failed")
+    assert rows[waiting]["status"] == "cancelled"
+    assert mark_interrupted(tmp_path, "job s1 failed") == 0  # nothing left to mark
