@@ -105,6 +105,11 @@ class LrSummary:
         """Only an LR with a result and no diverged seed can be chosen."""
         return self.n_results > 0 and not self.diverged
 
+    @property
+    def stopped_early(self) -> bool:
+        """Some seed of this LR was stopped by the early-stopping scheduler: its result is an early epoch's."""
+        return self.statuses.get(TrialStatus.STOPPED, 0) > 0
+
     def mean(self, metric: str) -> float | None:
         s = self.metrics.get(metric)
         return None if s is None else s.mean
@@ -126,6 +131,7 @@ class CellResult:
     n_missing: int
     notes: tuple[str, ...]
     per_lr: tuple[LrSummary, ...]
+    stopped_choice: bool = False  # no eligible LR ran to the end: the choice is among early-stopped LRs
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -239,6 +245,18 @@ def _notes(summaries: list[LrSummary], chosen: LrSummary | None) -> list[str]:
         total_missing, total_trials = sum(_n_missing(s) for s in missing), sum(s.n_trials for s in summaries)
         where = ", ".join(f"lr {format_lr(s.lr)} ({_missing_text(s)})" for s in missing)
         notes.append(f"{total_missing} of {total_trials} trials without a result: {where}")
+    if chosen.stopped_early:
+        notes.append(
+            f"no LR ran to the end: lr {format_lr(chosen.lr)} was chosen among early-stopped trials, on an early "
+            "epoch (a full-length run of the cell would settle it)"
+        )
+    else:
+        beaten = [s for s in summaries if s.eligible and s.stopped_early]
+        if any(_score(s) > _score(chosen) for s in beaten):
+            notes.append(
+                "an early-stopped LR had a higher ID validation score on an early epoch; "
+                f"lr {format_lr(chosen.lr)}, which ran to the end, is chosen"
+            )
     lrs = [s.lr for s in summaries]
     if len(lrs) == 1:
         notes.append(f"only one LR ({format_lr(chosen.lr)}) was run: the choice is not tested against others")
@@ -249,12 +267,24 @@ def _notes(summaries: list[LrSummary], chosen: LrSummary | None) -> list[str]:
 
 
 def choose_lr(summaries: Sequence[LrSummary]) -> LrSummary | None:
-    """The eligible LR with the best mean ID validation metric; `summaries` ascend by LR, so ties go to the smaller."""
+    """The eligible LR with the best mean ID validation metric; `summaries` ascend by LR, so ties go to the smaller.
+
+    An LR whose trials ran to the end always wins over one with an early-stopped seed, whatever their numbers: a
+    stopped trial's best epoch is an early epoch, not a result of the protocol (the paper ran every trial to the
+    end). Only when no eligible LR ran to the end is the choice made among the stopped ones (the cell is marked).
+    """
+    eligible = [s for s in summaries if s.eligible]
+    full = [s for s in eligible if not s.stopped_early]
     chosen: LrSummary | None = None
-    for s in summaries:
-        if s.eligible and (chosen is None or s.mean(SELECTION_METRIC) > chosen.mean(SELECTION_METRIC)):
+    for s in full or eligible:
+        if chosen is None or _score(s) > _score(chosen):
             chosen = s
     return chosen
+
+
+def _score(s: LrSummary) -> float:
+    value = s.mean(SELECTION_METRIC)
+    return -math.inf if value is None else value
 
 
 def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
@@ -278,6 +308,7 @@ def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
         n_missing=n_missing,
         notes=tuple(_notes(summaries, chosen)),
         per_lr=tuple(replace(s, chosen=True) if s is chosen else s for s in summaries),
+        stopped_choice=chosen is not None and chosen.stopped_early,
     )
 
 

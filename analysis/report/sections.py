@@ -99,7 +99,8 @@ TABLE_LEGEND = (
     '<p class="legend">Ours: mean over seeds at the chosen LR, ±90% interval; under it the change against SGD on '
     'the same model: <span class="d gain">+1.0</span> above SGD, <span class="d loss">\u22121.0</span> below. '
     "Paper: the published number and its change against the paper's SGD. Marks: † chosen LR at an edge of the "
-    "grid, * trials without a result, ‡ an LR diverged.</p>"
+    "grid, * trials without a result, ‡ an LR diverged, § no LR ran to the end (chosen among early-stopped "
+    "trials).</p>"
 )
 
 

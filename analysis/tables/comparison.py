@@ -21,14 +21,15 @@ from worker.selection import CellResult
 BASELINE_METHOD = "sgd"
 ALL_MODELS = "all"  # the model key of the rows that average each method over the sweep's models
 ABLATION_MODEL = "clip_vit_b16"  # the paper's ablation model, preferred when a sweep holds several
-MARK_EDGE, MARK_MISSING, MARK_DIVERGED = "†", "*", "‡"
+MARK_EDGE, MARK_MISSING, MARK_DIVERGED, MARK_STOPPED = "†", "*", "‡", "§"
 METRIC_FIELD = {"ood": "ood_test", "id": "id_test"}
 METRIC_LABEL = {"ood": "OOD", "id": "ID"}
 
 MARKS_LEGEND = (
     f"Marks: {MARK_EDGE} chosen LR at the edge of the LRs run; "
     f"{MARK_MISSING} trials without a result (pending, running, failed or cancelled), or no result at all (—); "
-    f"{MARK_DIVERGED} an LR diverged and was not chosen."
+    f"{MARK_DIVERGED} an LR diverged and was not chosen; "
+    f"{MARK_STOPPED} no LR ran to the end: chosen among early-stopped trials, on an early epoch."
 )
 LEGEND = (
     "Cells: ours in percent (±90% interval over seeds), marks, Δ change against SGD on the same model, "
@@ -36,7 +37,8 @@ LEGEND = (
 )
 SELECTION_NOTE = (
     "Each cell: best-ID-validation epoch per run, mean over seeds per LR, the LR with the best mean ID "
-    "validation metric; OOD is never used to choose."
+    "validation metric, where an LR whose trials ran to the end always wins over an early-stopped one; OOD is "
+    "never used to choose."
 )
 
 
@@ -49,6 +51,7 @@ def cell_marks(c: CellResult) -> str:
         (MARK_EDGE if c.edge_flag else "")
         + (MARK_MISSING if c.status != "ok" else "")
         + (MARK_DIVERGED if c.has_diverged else "")
+        + (MARK_STOPPED if c.stopped_choice else "")
     )
 
 
@@ -56,7 +59,7 @@ def dataset_columns(d: str) -> list[Column]:
     return [
         Column(d, "float", f"ours on {d}, percent"),
         Column(f"{d}_ci90", "float", "90% interval, percent; empty for one seed"),
-        Column(f"{d}_marks", "str", "edge LR / missing trials / diverged LR marks"),
+        Column(f"{d}_marks", "str", "edge LR / missing trials / diverged LR / chosen among early-stopped LRs marks"),
         Column(f"{d}_vs_sgd", "float", "ours minus SGD on the same model, points"),
         Column(f"{d}_paper", "float", "the paper's number, percent"),
         Column(f"{d}_paper_ci90", "float", "the paper's 90% interval"),

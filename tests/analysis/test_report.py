@@ -393,3 +393,17 @@ def test_write_report_replaces_report_html_beside_the_parquet(finished: Path) ->
     assert sorted(p.name for p in finished.iterdir() if p.name.startswith(".")) == []  # no temporary files left
     with pytest.raises(TypeError):
         write_report(finished, sweep_id="s", state="completed", dashboard_url=None, live=False, colour="red")
+
+
+def test_a_cell_chosen_among_early_stopped_lrs_is_marked_in_the_report(tmp_path: Path) -> None:
+    b = SweepBuilder()
+    b.add("tiny_vit", "synth_style", "sgd", 1e-4, curve=[(0.5, 0.5, 0.5)])
+    b.add("tiny_vit", "synth_style", "sgd", 3e-4, status="stopped", curve=[(0.97, 0.97, 0.97)])
+    for lr, v in ((1e-6, 0.6), (3e-6, 0.7)):
+        b.add("tiny_vit", "synth_style", "adamw", lr, status="stopped", curve=[(v, v, v)])
+    html = render_report(b.write(tmp_path), sweep_id="s", state="completed", dashboard_url=None, live=False)
+    assert "§ no LR ran to the end" in html
+    table = html.split('id="table-ood"', 1)[1].split("</table>", 1)[0]
+    assert '<span class="v">70.0</span><span class="marks">†§</span>' in table  # adamw: chosen among the stopped
+    assert '<span class="v">50.0</span><span class="marks">†</span>' in table  # sgd: the full-length LR
+    assert "97.0" not in table  # the stopped LR's early epoch is no one's result

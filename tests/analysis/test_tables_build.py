@@ -189,6 +189,38 @@ def test_edge_lr_is_marked(tmp_path: Path) -> None:
     )
 
 
+def _early_stopped_sweep(root: Path) -> Path:
+    """sgd: the stopped LR's early epoch beats the full-length one; adamw: no LR ran to the end."""
+    b = SweepBuilder()
+    b.add("tiny_vit", "synth_style", "sgd", 1e-4, curve=[(0.5, 0.5, 0.5)])
+    b.add("tiny_vit", "synth_style", "sgd", 3e-4, status="stopped", curve=[(0.97, 0.97, 0.97)])
+    b.add("tiny_vit", "synth_style", "sgd", 1e-3, curve=[(0.8, 0.8, 0.887)])
+    for lr, v in zip(ADAMW_LRS, (0.6, 0.7, 0.65), strict=True):
+        b.add("tiny_vit", "synth_style", "adamw", lr, status="stopped", curve=[(v, v, v)])
+    return b.write(root)
+
+
+def test_a_cell_chosen_among_early_stopped_lrs_is_marked_in_every_format(tmp_path: Path) -> None:
+    sweep = _early_stopped_sweep(tmp_path)
+    rows = [dict(r) for r in build_table("ood", sweep).rows]
+    sgd, adamw = _row(rows, method="sgd"), _row(rows, method="adamw")
+    assert sgd["synth_style"] == pytest.approx(88.7) and sgd["synth_style_lr"] == 1e-3  # not the stopped 97.0
+    assert "§" not in sgd["synth_style_marks"] and adamw["synth_style_marks"] == "§"
+    for fmt in list_formats():
+        content, _ = render_table("ood", sweep, fmt)
+        if fmt == "parquet":
+            table = pq.read_table(io.BytesIO(content)).to_pylist()
+            assert [r["synth_style_marks"] for r in table if r["method"] == "adamw"] == ["§"]
+            notes = json.loads(pq.read_table(io.BytesIO(content)).schema.metadata[b"notes"])
+            assert any("§ no LR ran to the end" in n for n in notes)
+        elif fmt == "latex":
+            assert r"\S{}" in content.decode()
+        else:
+            assert "§" in content.decode(), fmt
+    best = {r["dataset"]: r for r in (dict(x) for x in build_table("best", sweep).rows)}
+    assert best["synth_style"]["ood"] == pytest.approx(88.7)  # the stopped 97.0 is no one's result
+
+
 def test_ablation_table_for_one_model_of_several(sweep: Path) -> None:
     t = build_table("ablation", sweep)
     rows = [dict(r) for r in t.rows]

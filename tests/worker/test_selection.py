@@ -139,12 +139,37 @@ def test_cell_without_any_result_says_why() -> None:
     assert cells["adamw"].status == "ok"
 
 
-def test_stopped_trials_count_with_the_epochs_they_ran() -> None:
+def test_an_lr_that_ran_to_the_end_wins_over_an_early_stopped_one() -> None:
+    """The stopped LR's early epoch scores higher, yet the full-length LR is chosen, and the cell says why."""
+    b = SweepBuilder()
+    b.add("tiny_vit", "synth_style", "sgd", 1e-4, status="stopped", curve=[(0.6, 0.6, 0.97)])
+    b.add("tiny_vit", "synth_style", "sgd", 3e-4, curve=[(0.5, 0.5, 0.5), (0.55, 0.55, 0.887)])
+    c = _one(b)
+    assert c.chosen_lr == 3e-4 and c.status == "ok" and not c.stopped_choice
+    assert c.mean("ood_test") == pytest.approx(0.887)
+    assert any("ran to the end, is chosen" in n for n in c.notes)
+    stopped = next(s for s in c.per_lr if s.lr == 1e-4)
+    assert stopped.stopped_early and stopped.n_results == 1 and stopped.mean("id_val") == pytest.approx(0.6)
+
+
+def test_one_stopped_seed_makes_its_lr_early_stopped() -> None:
+    b = SweepBuilder()
+    for seed, status in ((0, "completed"), (1, "stopped")):
+        b.add("tiny_vit", "synth_style", "sgd", 1e-4, seed, status=status, curve=[(0.9, 0.9, 0.9)])
+    for seed in (0, 1):
+        b.add("tiny_vit", "synth_style", "sgd", 3e-4, seed, curve=[(0.5, 0.5, 0.5)])
+    c = _one(b)
+    assert c.chosen_lr == 3e-4 and not c.stopped_choice
+
+
+def test_a_cell_where_no_lr_ran_to_the_end_is_chosen_among_the_stopped_and_marked() -> None:
     b = SweepBuilder()
     b.add("tiny_vit", "synth_style", "sgd", 1e-4, status="stopped", curve=[(0.6, 0.6, 0.6)])
-    b.add("tiny_vit", "synth_style", "sgd", 3e-4, curve=[(0.5, 0.5, 0.5), (0.55, 0.55, 0.55)])
+    b.add("tiny_vit", "synth_style", "sgd", 3e-4, status="stopped", curve=[(0.5, 0.5, 0.5)])
+    b.add("tiny_vit", "synth_style", "sgd", 1e-3, status="diverged", curve=[(0.9, 0.9, 0.9)])
     c = _one(b)
-    assert c.chosen_lr == 1e-4 and c.status == "ok"
+    assert c.chosen_lr == 1e-4 and c.stopped_choice
+    assert any(n.startswith("no LR ran to the end") for n in c.notes)
 
 
 def test_trial_row_metrics_are_used_when_a_trial_has_no_epoch_rows() -> None:
