@@ -47,10 +47,24 @@ def test_pipelines_follow_the_protocol() -> None:
     w_train, w_test = _steps("waterbirds", True), _steps("waterbirds", False)
     assert [type(s) for s in w_train] == [type(s) for s in w_test] == [T.Resize, T.CenterCrop]
     assert w_train[0].interpolation == InterpolationMode.BICUBIC
+    assert w_train[0].size == w_test[0].size == (224, 224) and w_train[1].size == w_test[1].size == (224, 224)
     c_train = _steps("camelyon", True)
     assert [type(s) for s in c_train] == [T.Resize, T.RandomHorizontalFlip]
     assert c_train[0].interpolation == InterpolationMode.BILINEAR
     assert [type(s) for s in _steps("fmow", True)] == [T.Resize, T.RandomHorizontalFlip]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_waterbirds_keeps_the_whole_image(train: bool) -> None:
+    """The background at the image's edges decides worst-group accuracy: a 224 resize then a 224 crop cuts none."""
+    img = Image.new("RGB", (300, 200), (0, 0, 255))
+    for box in ((0, 0, 6, 200), (294, 0, 300, 200), (0, 0, 300, 6), (0, 194, 300, 200)):  # a 2% red frame
+        img.paste((255, 0, 0), box)
+    x = build_transforms("waterbirds", 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=train)(img)
+    assert x.shape == (3, 224, 224)
+    for edge in (x[:, :, 0], x[:, :, -1], x[:, 0, :], x[:, -1, :]):
+        assert edge[0].mean() > 0.9 and edge[2].mean() < 0.1  # red on all four sides: nothing was cut away
+    assert x[2, 112, 112] > 0.9  # blue inside
 
 
 def test_test_transforms_are_deterministic() -> None:

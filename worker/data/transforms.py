@@ -1,7 +1,9 @@
 """The paper's preprocessing per dataset (PROTOCOL.md), scaled from 224 to any input size.
 
 Sizes the paper gives at 224 (a resize to 256 before a 224 crop) keep their ratio: at input size s the resize
-is round(s * 256 / 224). Every pipeline ends with ToTensor and the model's own mean/std.
+is round(s * 256 / 224). Waterbirds is resized to the input size itself and centre-cropped at it, so no part of
+the image (whose background decides worst-group accuracy) is cut away. Every pipeline ends with ToTensor and the
+model's own mean/std.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ def _geometry(kind: str, s: int, train: bool) -> list[Callable]:
         if train:
             return [T.RandomResizedCrop(s), *flip]
         return [T.Resize(big), T.CenterCrop(s)]
-    if kind == "waterbirds":  # the same at train and test: no augmentation
-        return [T.Resize((big, big), interpolation=bicubic), T.CenterCrop(s)]
+    if kind == "waterbirds":  # the same at train and test, no augmentation; the crop keeps the whole resized image
+        return [T.Resize((s, s), interpolation=bicubic), T.CenterCrop(s)]
     if kind == "domainnet":
         if train:
             return [T.Resize((big, big), interpolation=bicubic), T.RandomCrop(s), *flip]
