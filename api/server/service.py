@@ -208,12 +208,13 @@ class SweepService:
         """Whether a job the cluster does not know may still be on its way (submitted by this or another process)."""
         return utcnow() - record.updated_at < timedelta(seconds=self.settings.submit_grace_s)
 
-    def reconcile(self, record: SweepRecord) -> tuple[SweepRecord, str | None]:
+    def reconcile(self, record: SweepRecord, *, attempts: int = 3) -> tuple[SweepRecord, str | None]:
         """The record brought up to date with its job, and the job's state as the cluster reported it.
 
         Ended sweeps are not asked about (their job can only have ended too); the job state is then None. A
         sweep whose submitting process died before it recorded the job is found by the job's name, which is the
-        sweep's id. Every change is conditional on the record as it was read, so a concurrent transition wins.
+        sweep's id. Every change is conditional on the record as it was read, so a concurrent transition wins; the
+        record as the winner left it is then reconciled again (a few times at most).
         """
         if not record.active:
             return record, None
@@ -238,7 +239,8 @@ class SweepService:
             if state != record.status or error != record.error:
                 record = self._set_state(record, state, error)
         except StaleRecordError:
-            record = self.repository.get(sweep_id=record.id)
+            fresh = self.repository.get(sweep_id=record.id)
+            return self.reconcile(fresh, attempts=attempts - 1) if attempts > 1 else (fresh, job_status or "unknown")
         return record, job_status or "unknown"
 
     def _set_state(self, record: SweepRecord, state: str, error: str | None) -> SweepRecord:
