@@ -29,6 +29,7 @@ from orchestrator.spec import (
     field_path,
     load_preset,
     load_spec,
+    resource_problems,
     validate_spec,
 )
 from orchestrator.storage import Location, is_uri
@@ -58,6 +59,7 @@ __all__ = [
     "read_epochs",
     "read_probe",
     "read_trials",
+    "resource_problems",
     "validate_spec",
     "write_probe",
 ]

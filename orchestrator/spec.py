@@ -237,8 +237,8 @@ def _catalog_problems(spec: SweepSpec) -> list[ValidationProblem]:
     return problems
 
 
-def _resource_problems(resources: Resources, nodes: Sequence[NodeCapacity]) -> list[ValidationProblem]:
-    """A trial runs on one node: some node must have both its CPUs and its GPUs."""
+def resource_problems(resources: Resources, nodes: Sequence[NodeCapacity]) -> list[ValidationProblem]:
+    """A trial runs on one node: some node of the cluster must have both its CPUs and its GPUs."""
     if any(n.cpus >= resources.cpus and n.gpus >= resources.gpus for n in nodes):
         return []
     most_cpus = max((n.cpus for n in nodes), default=0.0)
@@ -269,14 +269,12 @@ def _resource_problems(resources: Resources, nodes: Sequence[NodeCapacity]) -> l
 def validate_spec(
     spec: SweepSpec,
     *,
-    nodes: Sequence[NodeCapacity] | None = None,
     trial_ceiling: int | None = None,
     check_data: bool = True,
 ) -> list[ValidationProblem]:
-    """Every problem of `spec`, each naming its field.
-
-    `nodes`: the cluster's nodes, to check that a trial fits on one (None skips the check); `trial_ceiling`: the
-    most trials the service runs in one sweep, whatever the spec's own max_trials allows.
+    """Every problem of `spec` that needs no cluster, each naming its field (`resource_problems` checks a spec
+    against the cluster's nodes). `trial_ceiling`: the most trials the service runs in one sweep, whatever the
+    spec's own max_trials allows.
     """
     problems = _catalog_problems(spec)
     if problems:
@@ -299,8 +297,6 @@ def validate_spec(
                 message=f"the grid has {n} trials; this service runs at most {trial_ceiling} per sweep",
             )
         )
-    if nodes is not None:
-        problems += _resource_problems(spec.resources, nodes)
     if check_data:
         from worker.data import check_layout  # imported late: torch-free callers may skip data checks
 

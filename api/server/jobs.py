@@ -45,6 +45,14 @@ class _Late(Exception):
     """A call that did not return within its deadline."""
 
 
+class _Refused(Exception):
+    """The job server answered, with an error (an unknown job, a duplicate id): the caller decides what it means."""
+
+
+def _unknown_job(e: _Refused) -> bool:
+    return "does not exist" in str(e) or "404" in str(e)
+
+
 def _within(fn: Callable[[], Any], timeout_s: float) -> Any:
     """fn() in a daemon thread, given up after `timeout_s` (the thread is left to finish or hang on its own; a
     daemon thread never keeps the process from exiting)."""
@@ -162,7 +170,7 @@ class RayJobBackend(JobBackend):
         self._down_until = self._clock() + self.cooldown_s
 
     def _call(self, what: str, fn: Any, *, timeout_s: float | None = None) -> Any:
-        """fn(client) within the deadline; RuntimeError when the job server answered with an error."""
+        """fn(client) within the deadline; _Refused when the job server answered with an error."""
         wait = self._down_until - self._clock()
         if wait > 0:
             raise BackendUnavailable(f"{self._down_reason}; not asked again for another {wait:.0f} s")
@@ -176,8 +184,8 @@ class RayJobBackend(JobBackend):
         except BackendUnavailable as e:
             self._mark_down(str(e))
             raise
-        except RuntimeError:
-            raise  # the job server answered with an error (unknown job, duplicate id): the caller decides
+        except RuntimeError as e:  # how Ray's client reports an error answer
+            raise _Refused(str(e)) from None
         except Exception as e:
             reason = f"Ray job server at {self._where()} failed to {what}: {e}"
             self._mark_down(reason)
@@ -196,9 +204,7 @@ class RayJobBackend(JobBackend):
                         metadata={"shiftsweep_job": submission_id},
                     ),
                 )
-            except RuntimeError as e:
-                if isinstance(e, BackendUnavailable):
-                    raise
+            except _Refused as e:
                 if "already exists" in str(e):
                     raise JobExistsError(f"a job {submission_id!r} exists already on the cluster") from None
                 # A head that has just started answers "No available agent ... try again later" for a while.
@@ -210,20 +216,16 @@ class RayJobBackend(JobBackend):
     def status(self, job_id: str) -> str | None:
         try:
             return str(self._call("read a job's status", lambda c: c.get_job_status(job_id)).value)
-        except RuntimeError as e:
-            if isinstance(e, BackendUnavailable):
-                raise
-            if "does not exist" in str(e) or "404" in str(e):
+        except _Refused as e:
+            if _unknown_job(e):
                 return None
             raise BackendUnavailable(f"Ray job server could not report job {job_id!r}: {e}") from None
 
     def stop(self, job_id: str) -> bool:
         try:
             return bool(self._call("stop a job", lambda c: c.stop_job(job_id)))
-        except RuntimeError as e:
-            if isinstance(e, BackendUnavailable):
-                raise
-            if "does not exist" in str(e) or "404" in str(e):
+        except _Refused as e:
+            if _unknown_job(e):
                 return False
             raise BackendUnavailable(f"Ray job server could not stop job {job_id!r}: {e}") from None
 
@@ -250,10 +252,16 @@ class RayJobBackend(JobBackend):
                     return None  # no node to tell by: the check is skipped
                 self._sleep(0.5)
 
-        return self._call("list the cluster's nodes", nodes)
+        try:
+            return self._call("list the cluster's nodes", nodes)
+        except _Refused:
+            return None  # the job server answered with an error: the resource check is skipped, not the submit
 
     def ping(self, *, timeout_s: float | None = None) -> None:
-        self._call("report its version", lambda c: c.get_version(), timeout_s=timeout_s)
+        try:
+            self._call("report its version", lambda c: c.get_version(), timeout_s=timeout_s)
+        except _Refused as e:
+            raise BackendUnavailable(f"the Ray job server at {self._where()} answered with an error: {e}") from None
 
 
 @dataclass

@@ -32,7 +32,7 @@ from api.server.registry import (
 )
 from api.server.schemas import DriverPublic, SweepDetail, SweepPublic
 from api.server.settings import Settings
-from api.server.submission import check, parse_body, prepare, request_hash
+from api.server.submission import check, check_fits, parse_body, prepare, request_hash
 from api.server.sweep_files import SweepFiles
 from orchestrator import Location, NodeCapacity, SweepSpec, SweepSpecError, load_spec
 from worker.catalog import CatalogError
@@ -126,7 +126,7 @@ class SweepService:
                 return first, False
         spec = prepare(parse_body(body), base_dir=self.settings.base_dir)
         check(spec, trial_ceiling=self.settings.max_trials, check_data=self.settings.check_data)
-        check(spec, nodes=self._nodes(), trial_ceiling=self.settings.max_trials, check_data=False)
+        check_fits(spec, self._nodes())
         record, created = self._insert(spec, idempotency_key, digest)
         if not created:
             return record, False  # a concurrent request with the same key won the race

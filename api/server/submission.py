@@ -25,6 +25,7 @@ from orchestrator import (
     is_uri,
     load_preset,
     load_spec,
+    resource_problems,
     validate_spec,
 )
 
@@ -71,13 +72,18 @@ def prepare(spec: SweepSpec, *, base_dir: Path) -> SweepSpec:
     )
 
 
-def check(spec: SweepSpec, *, nodes: list[NodeCapacity] | None = None, trial_ceiling: int, check_data: bool) -> None:
-    """Invalid (422) with every problem validate_spec finds, given the service's ceiling and the cluster's nodes."""
+def check(spec: SweepSpec, *, trial_ceiling: int, check_data: bool) -> None:
+    """Invalid (422) with every problem validate_spec finds, given the service's ceiling."""
     try:
-        problems: list[ValidationProblem] = validate_spec(
-            spec, nodes=nodes, trial_ceiling=trial_ceiling, check_data=check_data
-        )
+        problems: list[ValidationProblem] = validate_spec(spec, trial_ceiling=trial_ceiling, check_data=check_data)
     except (OSError, ValueError) as e:  # a data_root the file system cannot look at (NUL byte, name too long)
         raise Invalid.one("data_root", f"cannot check the datasets under {spec.data_root!r}: {e}") from None
+    if problems:
+        raise Invalid(problems)
+
+
+def check_fits(spec: SweepSpec, nodes: list[NodeCapacity] | None) -> None:
+    """Invalid (422) when no node of the cluster can hold one of the spec's trials; None: nodes unknown."""
+    problems = [] if nodes is None else resource_problems(spec.resources, nodes)
     if problems:
         raise Invalid(problems)
