@@ -108,6 +108,8 @@ def main() -> int:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        else:
+            raise SystemExit(f"the API did not start; its log: {tmp / 'api.log'}")
         missed = []
 
         def timed(method: str, path: str, **kw: object) -> tuple[httpx.Response, float]:

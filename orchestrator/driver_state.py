@@ -23,6 +23,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _save(location: Location, data: dict[str, Any]) -> None:
+    data["updated_at"] = _now()
+    location.write_bytes(DRIVER_FILE, json.dumps(data, indent=1).encode())
+
+
 def read_driver_state(sweep_dir: Location | str | Path) -> dict[str, Any] | None:
     """The sweep's driver.json, or None before a driver has written one."""
     loc = sweep_dir if isinstance(sweep_dir, Location) else Location(sweep_dir)
@@ -54,8 +59,7 @@ class DriverState:
         self._write()
 
     def _write(self) -> None:
-        self.data["updated_at"] = _now()
-        self.location.write_bytes(DRIVER_FILE, json.dumps(self.data, indent=1).encode())
+        _save(self.location, self.data)
 
     def update_counts(self, counts: dict[str, int]) -> None:
         self.data["counts"] = dict(counts)
@@ -84,6 +88,6 @@ def mark_driver_lost(sweep_dir: Location | str | Path, state: str, error: str | 
     data = read_driver_state(loc)
     if data is None or data.get("state") != "running":
         return False
-    data.update(state=state, error=error, finished_at=_now(), updated_at=_now())
-    loc.write_bytes(DRIVER_FILE, json.dumps(data, indent=1).encode())
+    data.update(state=state, error=error, finished_at=_now())
+    _save(loc, data)
     return True
