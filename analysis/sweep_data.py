@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from orchestrator import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA, Location, read_epochs, read_probe, read_trials
+from worker.config import PAPER_PRECISION
 from worker.selection import EPOCH_COLUMNS, CellResult, Progress, select_cells, sweep_progress
 
 
@@ -28,9 +30,45 @@ class SweepData:
     def progress(self) -> Progress:
         return sweep_progress(self.trials.to_pylist())
 
+    @cached_property
+    def precision_notes(self) -> list[str]:
+        """Every table's note when trials did not all train in the paper's precision (fp32)."""
+        return precision_notes(self.trials.column("precision").to_pylist())
+
     @classmethod
     def empty(cls) -> SweepData:
         return cls(TRIALS_SCHEMA.empty_table(), EPOCHS_SCHEMA.empty_table(), PROBE_SCHEMA.empty_table())
+
+
+def precision_notes(precisions: list[str | None]) -> list[str]:
+    """A note when a sweep's trials depart from the paper's fp32 or mix precisions; none when all ran in fp32."""
+    counts = Counter(precisions)
+    if not counts or set(counts) == {PAPER_PRECISION}:
+        return []
+    consequence = (
+        f"the paper trained in {PAPER_PRECISION}, so accuracies may differ slightly from it and peak memory is not "
+        "comparable with its Table 4"
+    )
+    if set(counts) == {"bf16"}:
+        return [f"Precision: every trial ran its forward passes under bf16 autocast; {consequence}."]
+    if set(counts) == {None}:
+        return [
+            "Precision: these trials were recorded before precision was: on CUDA they ran under bf16 autocast, "
+            f"on CPU in {PAPER_PRECISION}."
+        ]
+    named = {
+        PAPER_PRECISION: f"in {PAPER_PRECISION}",
+        "bf16": "under bf16 autocast",
+        None: "recorded before precision was",
+    }
+    order = [PAPER_PRECISION, "bf16", None]
+    parts = [
+        f"{counts[p]} {named.get(p, p)}" for p in sorted(counts, key=lambda p: order.index(p) if p in order else 9)
+    ]
+    return [
+        f"Precision: this sweep mixes precisions ({', '.join(parts)}); a cell may compare runs of different "
+        f"precision, and {consequence}."
+    ]
 
 
 def load_sweep(sweep_dir: Location | str | Path) -> SweepData:

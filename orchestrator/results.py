@@ -94,6 +94,7 @@ class ResultsStore:
             method=config.method,
             lr=config.lr,
             seed=config.seed,
+            precision=config.precision,
             config_json=json.dumps(config.to_dict(), sort_keys=True),
         )
         summary = summarize_trial([], status=TrialStatus.PENDING, epochs_planned=config.epochs_planned())

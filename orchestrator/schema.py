@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from orchestrator.storage import LATER_COLUMN
 from worker.records import EpochReport, LayerGradient, TrialSummary, record_fields
 
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
@@ -68,10 +69,19 @@ def record_row(record: Any) -> dict[str, Any]:
     return row
 
 
+def later_column(name: str, kind: pa.DataType, doc: str) -> pa.Field:
+    """A column added after files were first written: an older file reads it as nulls."""
+    return pa.field(name, kind, metadata={"doc": doc, LATER_COLUMN: "null in files written before it existed"})
+
+
 TRIALS_SCHEMA = pa.schema(
     IDENTITY_FIELDS
     + record_columns(TrialSummary)
-    + [pa.field("config_json", pa.string()), pa.field("updated_at", pa.timestamp("ms", tz="UTC"))]
+    + [
+        later_column("precision", pa.string(), "fp32 or bf16 (autocast); null: recorded before precision was"),
+        pa.field("config_json", pa.string()),
+        pa.field("updated_at", pa.timestamp("ms", tz="UTC")),
+    ]
 )
 EPOCHS_SCHEMA = pa.schema(
     IDENTITY_FIELDS + record_columns(EpochReport) + [pa.field("reported_at", pa.timestamp("ms", tz="UTC"))]

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -125,6 +125,9 @@ class SweepSpec(BaseModel):
     probe_batches: int = Field(8, ge=1, le=10_000)
     probe_only: bool = Field(False, description="run only the probe: no trial is trained (needs probe: true)")
     threads_per_trial: int | None = Field(None, ge=1, le=MAX_THREADS)
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="fp32: full precision, as the paper trained; bf16: autocast, faster on GPUs"
+    )
 
     @field_validator("name", "data_root", "weights_root", "storage")
     @classmethod
@@ -189,6 +192,7 @@ class SweepSpec(BaseModel):
                     max_eval_images=self.max_eval_images,
                     method_options=dict(self.method_options.get(meth, {})),
                     threads=self.threads_per_trial,
+                    precision=self.precision,
                 )
                 seen.setdefault(t.trial_id(), t)
         return list(seen.values())

@@ -16,6 +16,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+LATER_COLUMN = b"later"
+"""Field metadata key of a column added after files were first written; `read_table` fills it with nulls."""
+
 
 def is_uri(location: str | Path) -> bool:
     return "://" in str(location)
@@ -103,11 +106,17 @@ class Location:
         self.write_bytes(name, buf.getvalue())
 
     def read_table(self, name: str, schema: pa.Schema) -> pa.Table:
-        """The Parquet file cast to `schema`; an empty table with that schema when the file does not exist."""
+        """The Parquet file cast to `schema`; an empty table with that schema when the file does not exist.
+
+        A column whose field metadata marks it as added later (`LATER_COLUMN`) reads as nulls from an older file.
+        """
         data = self.read_bytes(name)
         if data is None:
             return schema.empty_table()
         table = pq.read_table(pa.BufferReader(data))
+        for f in schema:
+            if f.name not in table.column_names and f.metadata and LATER_COLUMN in f.metadata:
+                table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
         missing = [f.name for f in schema if f.name not in table.column_names]
         if missing:
             raise ValueError(f"{self.uri}/{name} lacks columns {missing}; expected the schema {schema.names}")

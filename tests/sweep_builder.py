@@ -44,11 +44,13 @@ class SweepBuilder:
         state: int | None = None,
         trainable: int | None = None,
         trial_metrics: Epoch | None = None,
+        precision: str | None = "fp32",
     ) -> str:
         tid = f"{model}-{dataset}-{method}-{lr:g}-{seed}"
         ident = dict(sweep_id="s", trial_id=tid, model=model, dataset=dataset, method=method, lr=lr, seed=seed)
         row = {name: None for name in TRIALS_SCHEMA.names}
         row.update(ident, status=status, epochs_planned=max(len(curve), 1), epochs_done=len(curve), updated_at=NOW)
+        row.update(precision=precision)
         row.update(peak_memory_bytes=peak, optimizer_state_bytes=state, trainable_params=trainable, frozen_params=0)
         if trial_metrics is not None:
             row.update(_metrics(trial_metrics), best_epoch=1)

@@ -18,6 +18,10 @@ from typing import Any
 from worker import catalog
 from worker.records import EpochReport, is_finite
 
+PRECISIONS = ("fp32", "bf16")
+"""fp32: full precision, as the paper trained (and measured its Table 4 memory); bf16: autocast, for speed."""
+PAPER_PRECISION = "fp32"
+
 
 def learning_rate(value: Any) -> float:
     """The one check of a learning rate, wherever one enters: a finite number > 0 (not a boolean), as a float."""
@@ -50,11 +54,14 @@ class TrialConfig:
     max_eval_images: int | None = None  # per evaluation split
     method_options: Mapping[str, Any] = field(default_factory=dict)  # overrides of the catalog's options
     threads: int | None = None  # torch intra-op threads on CPU
+    precision: str = PAPER_PRECISION  # one of PRECISIONS: the forward passes' arithmetic
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr", learning_rate(self.lr))
         _whole("seed", self.seed, low=0)
         _whole("batch_size", self.batch_size, low=1)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("epochs", "max_train_images", "max_eval_images"):
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), low=1)
@@ -77,8 +84,12 @@ class TrialConfig:
         return cls(**dict(d))
 
     def science_key(self) -> dict[str, Any]:
-        """The fields that change a trial's result; the trial id hashes exactly these."""
-        return {
+        """The fields that change a trial's result; the trial id hashes exactly these.
+
+        Precision enters only when it is not the paper's fp32, so trials recorded before it was a field keep
+        their ids.
+        """
+        key = {
             "model": self.model,
             "dataset": self.dataset,
             "method": self.method,
@@ -91,6 +102,9 @@ class TrialConfig:
             "pretrained": self.pretrained,
             "method_options": dict(sorted(self.method_options.items())),
         }
+        if self.precision != PAPER_PRECISION:
+            key["precision"] = self.precision
+        return key
 
     def trial_id(self) -> str:
         blob = json.dumps(self.science_key(), sort_keys=True, default=str)

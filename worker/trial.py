@@ -176,14 +176,15 @@ def _phase_for(t: _Setup, ps: _PhaseState | None, epoch_index: int) -> _PhaseSta
 # ---- one epoch -------------------------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def autocast_for(device: torch.device, precision: str) -> torch.autocast:
+    """The forward passes' arithmetic: bf16 autocast when asked for, else full fp32 (the paper's)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
 
 
 def train_one_epoch(
-    built: BuiltModel, loader: DataLoader, ps: _PhaseState, device: torch.device, channels_last: bool
+    built: BuiltModel, loader: DataLoader, ps: _PhaseState, device: torch.device, channels_last: bool, precision: str
 ) -> tuple[float, int, bool]:
     """Mean training loss, images seen, and whether the loss stayed finite."""
     model = built.module
@@ -197,7 +198,7 @@ def train_one_epoch(
         y = y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with autocast_for(device, precision):
             loss = loss_fn(model(x), y)
         if step % check_every == 0 and not torch.isfinite(loss).item():
             return float("nan"), seen, False
@@ -213,7 +214,12 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(
-    built: BuiltModel, bundle: DatasetBundle, loaders: dict[str, DataLoader], device: torch.device, channels_last: bool
+    built: BuiltModel,
+    bundle: DatasetBundle,
+    loaders: dict[str, DataLoader],
+    device: torch.device,
+    channels_last: bool,
+    precision: str,
 ) -> dict[str, float]:
     model = built.module
     model.eval()
@@ -224,7 +230,7 @@ def evaluate(
             x = x.to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
+            with autocast_for(device, precision):
                 logits = model(x)
             preds.append(logits.argmax(dim=1).cpu())
             labels.append(torch.as_tensor(y))
@@ -243,11 +249,15 @@ def _run_epoch(t: _Setup, ps: _PhaseState, epoch: int, history: list[dict[str, A
         ps.unfreezer.on_epoch_start(epoch - 1 - ps.phase.start_epoch)
     lr_now = ps.optimizer.param_groups[0]["lr"]
     t0 = time.perf_counter()
-    train_loss, seen, finite = train_one_epoch(t.built, t.train_loader, ps, t.device, t.channels_last)
+    train_loss, seen, finite = train_one_epoch(
+        t.built, t.train_loader, ps, t.device, t.channels_last, t.config.precision
+    )
     if t.device.type == "cuda":
         torch.cuda.synchronize(t.device)
     t_train = time.perf_counter() - t0
-    split_metrics = evaluate(t.built, t.bundle, t.eval_loaders, t.device, t.channels_last) if finite else {}
+    split_metrics = (
+        evaluate(t.built, t.bundle, t.eval_loaders, t.device, t.channels_last, t.config.precision) if finite else {}
+    )
     t_epoch = time.perf_counter() - t0
     metrics = {m: split_metrics.get(t.dataset.metrics[m]) for m in METRICS}
     best = best_epoch([*history, {"epoch": epoch, **metrics}])

@@ -6,7 +6,7 @@ and not its results, so a live page whose results fill in keeps its layout from 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 from itertools import groupby
@@ -59,7 +59,7 @@ def _grid(panels: Iterable[str], cls: str = "grid") -> str:
 # ---- progress -----------------------------------------------------------------------------------------------
 
 
-def progress_section(p: Progress, *, state: str, dashboard_url: str | None) -> Section:
+def progress_section(p: Progress, *, state: str, dashboard_url: str | None, notes: Sequence[str] = ()) -> Section:
     segments = []
     for status, n in p.counts.items():
         if n and p.total:
@@ -90,6 +90,7 @@ def progress_section(p: Progress, *, state: str, dashboard_url: str | None) -> S
     )
     if not p.total:
         body += _note("No trials yet: trials.parquet has not been written for this sweep.")
+    body += "".join(_note(n) for n in notes)
     return Section("progress", "Progress", body)
 
 
@@ -220,7 +221,7 @@ def memory_section(data: SweepData) -> Section:
 def all_sections(data: SweepData, *, state: str, dashboard_url: str | None, live: bool):
     """Every section in page order."""
     return [
-        progress_section(data.progress, state=state, dashboard_url=dashboard_url),
+        progress_section(data.progress, state=state, dashboard_url=dashboard_url, notes=data.precision_notes),
         comparison_section(data, "ood"),
         comparison_section(data, "id"),
         lr_section(data),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,14 +38,16 @@ def _builder(name: str) -> Builder:
 
 
 def build_from(name: str, data: SweepData) -> TableData:
-    """Table `name` from tables already in memory."""
-    return _builder(name)(data)
+    """Table `name` from tables already in memory, with the notes that hold for the whole sweep."""
+    table = _builder(name)(data)
+    extra = [n for n in data.precision_notes if n not in table.notes]
+    return dataclasses.replace(table, notes=(*table.notes, *extra)) if extra else table
 
 
 def build_table(name: str, sweep_dir: Location | str | Path) -> TableData:
     """Table `name` from the Parquet files of the sweep at `sweep_dir`."""
-    builder = _builder(name)  # an unknown name fails before any file is read
-    return builder(load_sweep(sweep_dir))
+    _builder(name)  # an unknown name fails before any file is read
+    return build_from(name, load_sweep(sweep_dir))
 
 
 def render_table(name: str, sweep_dir: Location | str | Path, fmt: str) -> tuple[bytes, str]:

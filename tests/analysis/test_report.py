@@ -407,3 +407,11 @@ def test_a_cell_chosen_among_early_stopped_lrs_is_marked_in_the_report(tmp_path:
     assert '<span class="v">70.0</span><span class="marks">†§</span>' in table  # adamw: chosen among the stopped
     assert '<span class="v">50.0</span><span class="marks">†</span>' in table  # sgd: the full-length LR
     assert "97.0" not in table  # the stopped LR's early epoch is no one's result
+
+
+def test_a_bf16_sweep_says_so_under_its_progress(tmp_path: Path) -> None:
+    b = SweepBuilder()
+    b.add("tiny_vit", "synth_style", "sgd", 1e-3, curve=[(0.8, 0.8, 0.7)], precision="bf16")
+    html = render_report(b.write(tmp_path), sweep_id="s", state="completed", dashboard_url=None, live=False)
+    progress = html[html.index('id="progress"') : html.index("</section>", html.index('id="progress"'))]
+    assert "Precision: every trial ran its forward passes under bf16 autocast" in progress

@@ -221,6 +221,44 @@ def test_a_cell_chosen_among_early_stopped_lrs_is_marked_in_every_format(tmp_pat
     assert best["synth_style"]["ood"] == pytest.approx(88.7)  # the stopped 97.0 is no one's result
 
 
+def _precision_sweep(root: Path, precisions: list[str | None]) -> Path:
+    b = SweepBuilder()
+    for lr, precision in zip((1e-4, 3e-4, 1e-3), precisions, strict=True):
+        b.add("tiny_vit", "synth_style", "sgd", lr, curve=[(0.8, 0.8, 0.7)], precision=precision)
+    return b.write(root)
+
+
+@pytest.mark.parametrize(
+    ("precisions", "says"),
+    [
+        (["bf16"] * 3, "every trial ran its forward passes under bf16 autocast"),
+        (
+            ["fp32", "bf16", None],
+            "mixes precisions (1 in fp32, 1 under bf16 autocast, 1 recorded before precision was)",
+        ),
+        ([None] * 3, "recorded before precision was: on CUDA they ran under bf16 autocast"),
+    ],
+)
+def test_a_sweep_that_departs_from_the_papers_fp32_says_so_in_every_table_and_format(
+    tmp_path: Path, precisions: list[str | None], says: str
+) -> None:
+    sweep = _precision_sweep(tmp_path, precisions)
+    for name in list_tables():
+        assert sum(says in n for n in build_table(name, sweep).notes) == 1, name
+    for fmt in list_formats():
+        content, _ = render_table("ood", sweep, fmt)
+        if fmt == "parquet":
+            notes = json.loads(pq.read_table(io.BytesIO(content)).schema.metadata[b"notes"])
+            assert any(says in n for n in notes)
+        elif fmt != "csv":  # CSV is the header and the rows only, by design
+            assert "Precision:" in content.decode(), fmt
+
+
+def test_an_all_fp32_sweep_has_no_precision_note(tmp_path: Path) -> None:
+    sweep = _precision_sweep(tmp_path, ["fp32"] * 3)
+    assert not any("Precision" in n for name in list_tables() for n in build_table(name, sweep).notes)
+
+
 def test_ablation_table_for_one_model_of_several(sweep: Path) -> None:
     t = build_table("ablation", sweep)
     rows = [dict(r) for r in t.rows]

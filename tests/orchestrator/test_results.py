@@ -189,6 +189,31 @@ def test_unknown_trial_and_bad_report_are_named(tmp_path: Path) -> None:
         EpochReport.from_mapping({"id_val": 0.5})
 
 
+def test_each_trial_row_records_its_precision(tmp_path: Path) -> None:
+    bf16 = TrialConfig(
+        model="tiny_vit", dataset="synth_style", method="sgd", lr=1e-3, epochs=3, pretrained=False, precision="bf16"
+    )
+    store = ResultsStore(tmp_path, "s", [*configs(), bf16])
+    store.flush()
+    got = {r["lr"]: r["precision"] for r in read_trials(tmp_path).to_pylist() if r["lr"] == 1e-2}
+    assert got == {1e-2: "fp32"}
+    assert sorted(read_trials(tmp_path).column("precision").to_pylist()) == ["bf16", "fp32", "fp32"]
+
+
+def test_a_file_written_before_the_precision_column_reads_it_as_null(tmp_path: Path) -> None:
+    ResultsStore(tmp_path, "s", configs()).flush()
+    old = pq.read_table(tmp_path / TRIALS_FILE).drop_columns(["precision"])
+    pq.write_table(old, tmp_path / TRIALS_FILE)
+    table = read_trials(tmp_path)
+    assert table.schema == TRIALS_SCHEMA and table.column("precision").to_pylist() == [None, None]
+    resumed = ResultsStore(tmp_path, "s", configs())  # a resumed sweep keeps the old rows as they were
+    resumed.flush()
+    assert read_trials(tmp_path).column("precision").to_pylist() == [None, None]
+    pq.write_table(old.drop_columns(["seed"]), tmp_path / TRIALS_FILE)
+    with pytest.raises(ValueError, match=r"lacks columns \['seed'\]"):
+        read_trials(tmp_path)
+
+
 def test_readers_return_empty_tables_with_the_schema(tmp_path: Path) -> None:
     assert read_trials(tmp_path / "none").schema == TRIALS_SCHEMA
     assert read_epochs(tmp_path / "none").num_rows == 0

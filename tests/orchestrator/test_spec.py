@@ -56,6 +56,16 @@ def test_method_options_are_checked_when_the_spec_is(tmp_path) -> None:
     assert validate_spec(good, check_data=False) == []
 
 
+def test_precision_is_fp32_unless_bf16_is_asked_for() -> None:
+    assert {t.precision for t in load_spec(_spec()).expand()} == {"fp32"}
+    assert {t.precision for t in load_spec(_spec(precision="bf16")).expand()} == {"bf16"}
+    with pytest.raises(SweepSpecError) as e:
+        load_spec(_spec(precision="fp16"))
+    assert "precision" in _fields(e.value.problems) and "'fp32' or 'bf16'" in _fields(e.value.problems)["precision"]
+    for preset in ("paper_main", "clip_ablations", "memory", "probe"):
+        assert load_preset(preset).precision == "fp32", preset
+
+
 def test_seeds_outside_int64_are_refused() -> None:
     with pytest.raises(SweepSpecError) as e:
         load_spec(_spec(seeds=[0, 2**64]))

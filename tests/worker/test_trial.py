@@ -16,7 +16,7 @@ from worker.models import create_model
 from worker.probe import run_probe
 from worker.records import EpochReport, TrialStatus, record_fields
 from worker.synthetic import generate_benchmark
-from worker.trial import CheckpointMismatchError, load_checkpoint, run_trial
+from worker.trial import CheckpointMismatchError, autocast_for, load_checkpoint, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +151,25 @@ def test_a_trial_on_a_synthetic_benchmark_beats_chance(data_root: Path) -> None:
     summary = run_trial(_config(data_root, epochs=5, max_train_images=384, max_eval_images=200), rec)
     chance = 1 / catalog.get_dataset("synth_style").num_classes
     assert summary.id_val > chance + 0.07, rec.reports
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_sets_the_forward_arithmetic(precision: str, dtype: torch.dtype) -> None:
+    layer = torch.nn.Linear(8, 4)
+    with autocast_for(torch.device("cpu"), precision):
+        assert layer(torch.randn(2, 8)).dtype == dtype
+
+
+def test_a_bf16_trial_trains_differently_from_fp32_and_has_its_own_id(data_root: Path) -> None:
+    fp32, bf16 = Recorder(), Recorder()
+    run_trial(_config(data_root, epochs=1), fp32)
+    run_trial(_config(data_root, epochs=1, precision="bf16"), bf16)
+    assert bf16.reports[0]["status"] == TrialStatus.COMPLETED and math.isfinite(bf16.reports[0]["train_loss"])
+    assert bf16.reports[0]["train_loss"] != fp32.reports[0]["train_loss"]  # bf16 rounding reached the loss
+    assert _config(data_root, precision="bf16").trial_id() != _config(data_root).trial_id()
+    assert "precision" not in _config(data_root).science_key()  # fp32 trials keep the ids they had before
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        _config(data_root, precision="fp16")
 
 
 def test_a_method_outside_its_families_is_refused(data_root: Path) -> None:
