@@ -210,6 +210,21 @@ def test_lars_trains_with_a_unit_trust_coefficient_on_the_adaptive_grid() -> Non
     assert all(not torch.equal(p, before[n]) for n, p in built.module.named_parameters())
 
 
+@pytest.mark.parametrize("key", ["lars", "lamb"])
+def test_the_catalogs_layerwise_optimizers_move_each_tensor_by_the_lr_of_its_norm(key: str) -> None:
+    """Trust 1.0 puts LARS on LAMB's scale, which the paper's shared AdamW grid assumes (bench/lars_trust.py)."""
+    lr = catalog.get_method(key).lr_grid[-1]
+    built, _, _, opt = _setup(key, lr=lr)
+    before = {n: p.detach().clone() for n, p in built.module.named_parameters()}
+    train_step(built, opt)
+    moved = {  # a zero tensor (a fresh bias) has no norm to scale by: both move it by lr x its plain update
+        n: ((p.detach() - before[n]).norm() / before[n].norm()).item()
+        for n, p in built.module.named_parameters()
+        if before[n].norm() > 0
+    }
+    assert len(moved) >= 4 and moved == pytest.approx(dict.fromkeys(moved, lr), rel=0.02)
+
+
 def test_lars_adapts_even_without_weight_decay() -> None:
     """timm skips the trust ratio when weight decay is 0 unless told otherwise; the catalog's LARS has wd 0."""
     built, _, _, opt = _setup("lars", lr=1.0)
