@@ -2,8 +2,11 @@
 
 Per (model, dataset) and per measure (the raw gradient norm and its two normalisations, by the layer's parameter
 norm and by the square root of its parameter count): the embedding layer, the median and mean over the middle
-layers, the head, and the embedding-to-median-middle ratio. The embedding layer is the `embed` row nearest the
-input (the patch or stem convolution); middle layers are the attention, MLP and block rows.
+layers, the head, and the embedding-to-median-middle ratio. The embedding layer is the `embed` row: the patch or
+stem convolution alone, as in the paper's Figure 2 (the class token, position embedding and the norm after the
+convolution are rows of their own, and ConvNeXt's and BiT's stage 0, which freeze-embed also freezes, are block
+rows). Middle layers are the attention, MLP and block rows. Probe files written before this rule have one `embed`
+row holding the whole freeze-embed set.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def probe_table(data: SweepData) -> TableData:
     p = data.probe.to_pandas()
     notes = [
         "Gradient norms at the pretrained initialisation, before any update, averaged over minibatches. "
+        "Embedding: the patch or stem convolution alone, as in the paper's Figure 2. "
         "The paper finds the embedding an outlier on AdamW-pretrained models and not on SGD-pretrained BiT ResNets."
     ]
     rows: list[dict[str, Any]] = []

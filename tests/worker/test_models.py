@@ -130,13 +130,36 @@ def test_probe_layers_partition_parameters_from_input_to_head(key: str):
     layers = b.probe_layers
     assert sorted(n for layer in layers for n in layer.param_names) == sorted(param_names(b))
     assert (layers[0].name, layers[0].kind, layers[0].depth) == ("embed", "embed", 0)
-    assert set(layers[0].param_names) == b.embed_param_names
+    assert set(layers[0].param_names) < b.embed_param_names or b.family == "vit"  # the conv, not the freeze set
     assert (layers[-1].kind, set(layers[-1].param_names)) == ("head", b.head_param_names)
     depths = [layer.depth for layer in layers]
-    assert depths == sorted(depths) and depths[-1] == len(b.unfreeze_groups) - 1
+    assert depths == sorted(depths) and depths[-1] == max(depths) > depths[-2]
     assert {layer.kind for layer in layers} <= PROBE_KINDS
     middle = {layer.kind for layer in layers[1:-1]}
     assert middle >= ({"attn", "mlp"} if b.family in ("clip_vit", "vit") else {"block"})
+
+
+@pytest.mark.parametrize(
+    ("key", "conv", "rest"),
+    [
+        ("tiny_clip_vit", {"visual.conv1.weight"}, {"embed_norm": {"visual.ln_pre.weight", "visual.ln_pre.bias"}}),
+        ("tiny_vit", {"patch_embed.proj.weight", "patch_embed.proj.bias"}, {}),
+        ("tiny_convnext", {"stem.0.weight", "stem.0.bias"}, {"embed_norm": {"stem.1.weight", "stem.1.bias"}}),
+        ("tiny_bit", {"stem.conv.weight"}, {}),
+    ],
+)
+def test_the_probes_embedding_is_the_patch_or_stem_conv_as_in_the_papers_figure_2(key: str, conv, rest) -> None:
+    """No class token, position embedding or norm after it; stage 0's blocks are middle layers of their own."""
+    b = build(key)
+    by_name = {layer.name: layer for layer in b.probe_layers}
+    assert set(by_name["embed"].param_names) == conv
+    for name, names in rest.items():
+        assert set(by_name[name].param_names) == names and by_name[name].kind == "norm"
+    if b.family in ("convnext", "resnetv2"):
+        stage0 = [layer for layer in b.probe_layers if layer.name.startswith("stages.0.")]
+        assert stage0 and all(layer.kind == "block" and layer.depth > 0 for layer in stage0)
+        assert {n for layer in stage0 for n in layer.param_names} < b.embed_param_names  # still frozen together
+    assert by_name["embed"].param_names and set(by_name["embed"].param_names) <= b.embed_param_names
 
 
 def test_transformer_blocks_split_into_attention_and_mlp():

@@ -1,9 +1,11 @@
 """The four model families, each declared exactly once.
 
 A declaration says which parameters form the embedding layer that freeze-embed freezes (PROTOCOL.md, "Models"),
-which form the patch conv alone, which form the new head, and how the rest divides into layers from the input
-upwards. Freeze-embed, the embedding LR multiplier, gradual unfreezing and the layer-gradient probe all read
-these declarations through `worker.models.layout`, so changing what "embedding" means is a one-line edit here.
+which form the patch or stem convolution that the paper's Figure 2 calls the embedding layer (the probe's `embed`
+row: no class token, position embedding or norm after it), which form the patch conv alone, which form the new
+head, and how the rest divides into layers from the input upwards. Freeze-embed, the embedding LR multiplier,
+gradual unfreezing and the layer-gradient probe all read these declarations through `worker.models.layout`, so
+changing what "embedding" means is a one-line edit here.
 
 Paths are module or parameter paths inside the built classifier (`name` or `name.<anything>`).
 """
@@ -24,6 +26,7 @@ class Family:
     name: str
     library: str  # open_clip | timm: who builds the architecture and reads its weight files
     embed: tuple[str, ...]  # what freeze-embed freezes
+    embed_conv: tuple[str, ...]  # the paper's Figure 2 embedding layer: the patch or stem convolution alone
     patch: tuple[str, ...]  # the patch conv alone (CLIP's sgd_freeze_patch_only); other families: == embed
     head: tuple[str, ...]  # the new, randomly initialised classifier
     tokens: tuple[str, ...]  # input-side parameters left trainable by freeze-embed (positional embedding, class token)
@@ -75,6 +78,7 @@ _FAMILIES = (
         name="clip_vit",
         library="open_clip",
         embed=("visual.conv1", "visual.ln_pre"),
+        embed_conv=("visual.conv1",),
         patch=("visual.conv1",),
         head=("head",),
         tokens=("visual.class_embedding", "visual.positional_embedding"),
@@ -85,6 +89,7 @@ _FAMILIES = (
         name="vit",
         library="timm",
         embed=("patch_embed",),
+        embed_conv=("patch_embed.proj",),
         patch=("patch_embed",),
         head=("head",),
         tokens=("cls_token", "reg_token", "pos_embed", "norm_pre"),
@@ -95,6 +100,7 @@ _FAMILIES = (
         name="convnext",
         library="timm",
         embed=("stem", "stages.0"),
+        embed_conv=("stem.0",),
         patch=("stem", "stages.0"),
         head=("head.fc",),
         tokens=(),
@@ -105,6 +111,7 @@ _FAMILIES = (
         name="resnetv2",
         library="timm",
         embed=("stem", "stages.0"),
+        embed_conv=("stem.conv",),
         patch=("stem", "stages.0"),
         head=("head.fc",),
         tokens=(),

@@ -36,7 +36,7 @@ def _under(name: str, paths: tuple[str, ...]) -> bool:
 
 
 def _units(family: Family, module: nn.Module) -> list[_Unit]:
-    """Units in input-to-head order. The embedding and head come first in claiming order (see `layout`)."""
+    """Units in input-to-head order, the freeze-embed set first and the head last."""
     units = [_Unit("embed", "embed", family.embed, 0), _Unit("tokens", "other", family.tokens, 0)]
     blocks = family.blocks(module)
     for depth, block in enumerate(blocks, start=1):
@@ -47,17 +47,41 @@ def _units(family: Family, module: nn.Module) -> list[_Unit]:
     return units
 
 
+def _claim(order: list[_Unit], names: list[str]) -> dict[str, _Unit]:
+    """Each parameter's unit: the first in `order` whose paths hold it."""
+    owner: dict[str, _Unit] = {}
+    for unit in order:
+        for n in names:
+            if n not in owner and _under(n, unit.paths):
+                owner[n] = unit
+    return owner
+
+
+def _probe_layers(family: Family, units: list[_Unit], names: list[str]) -> list[ProbeLayer]:
+    """The paper's Figure 2 layers: the patch or stem convolution alone is the embedding; the rest of the freeze
+    set goes to the blocks that declare it (ConvNeXt's and BiT's stage 0) or to one `embed_norm` row (the norm
+    after the embedding), which, like the tokens row, is neither the embedding nor a middle layer."""
+    conv = _Unit("embed", "embed", family.embed_conv, 0)
+    rest = _Unit("embed_norm", "norm", family.embed, 0)
+    head = units[-1]
+    owner = _claim([conv, head, *units[1:-1], rest], names)
+    probe_units = [conv, rest, *units[1:-1], head]
+    members = {u: tuple(n for n in names if owner[n] is u) for u in probe_units}
+    if not members[conv]:
+        raise ValueError(
+            f"model family {family.name!r}: no parameter under its embedding convolution {list(family.embed_conv)}"
+        )
+    kept = [u for u in probe_units if members[u]]
+    depth_of = {g: i for i, g in enumerate(sorted({u.group for u in kept}))}
+    return [ProbeLayer(u.name, u.kind, depth_of[u.group], members[u]) for u in kept]
+
+
 def layout(family: Family, module: nn.Module) -> Layout:
     names = [n for n, _ in module.named_parameters()]
     units = _units(family, module)
     # The embedding and the head claim first: their declarations are authoritative even where a block's
     # path also matches (ConvNeXt's stage 0 is both "a stage" and part of the embedding).
-    claim_order = [units[0], units[-1]] + units[1:-1]
-    owner: dict[str, _Unit] = {}
-    for unit in claim_order:
-        for n in names:
-            if n not in owner and _under(n, unit.paths):
-                owner[n] = unit
+    owner = _claim([units[0], units[-1], *units[1:-1]], names)
     unclaimed = [n for n in names if n not in owner]
     if unclaimed:
         raise ValueError(f"model family {family.name!r} does not declare where parameters belong: {unclaimed[:8]}")
@@ -83,5 +107,5 @@ def layout(family: Family, module: nn.Module) -> Layout:
         patch=patch,
         head=frozenset(members[units[-1]]),
         unfreeze_groups=[tuple(sorted(groups[d], key=order.__getitem__)) for d in sorted(groups)],
-        probe_layers=[ProbeLayer(u.name, u.kind, depth_of[u.group], members[u]) for u in kept],
+        probe_layers=_probe_layers(family, units, names),
     )
