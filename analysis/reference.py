@@ -8,7 +8,7 @@ without its reference column.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from worker import catalog
 from worker.strict_yaml import YamlMap
 
 METRICS = ("ood", "id")
-SECTIONS = ("source", "datasets", "results", "wilds_splits", "averages", "best", "memory")
+SECTIONS = ("source", "datasets", "results", "wilds_splits", "averages", "best", "memory", "seeds")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,13 @@ class PaperReference:
     adamw_overhead: Mapping[str, Mapping[str, float]]  # model -> method -> percent more memory for AdamW
     memory_notes: tuple[str, ...]
     micro_batch: int
+    seeds: Mapping[str, int] = field(default_factory=dict)  # model -> seeds per LR behind its cells; "default"
+
+    def paper_seeds(self, model: str) -> int | None:
+        """How many seeds per LR the paper averaged in `model`'s cells; None when the paper has no such model."""
+        if not any(model in self.results[m] for m in METRICS):
+            return None
+        return self.seeds.get(model, self.seeds.get("default"))
 
     def value(self, metric: str, model: str, method: str, dataset: str) -> RefValue | None:
         _check_metric(metric)
@@ -186,7 +193,19 @@ def _parse(raw: YamlMap, where: str) -> PaperReference:
         adamw_overhead=overhead,
         memory_notes=tuple(mem.get("notes", ())),
         micro_batch=int(mem.get("micro_batch", 1)),
+        seeds=_seeds(raw.get("seeds", YamlMap()), models, f"{where} seeds"),
     )
+
+
+def _seeds(raw: Mapping[str, Any], models: list[str], where: str) -> dict[str, int]:
+    out = {}
+    for key, n in raw.items():
+        if key != "default":
+            _known("model", key, models, where)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ReferenceError(f"{where}.{key}: expected a whole number of seeds >= 1, got {n!r}")
+        out[key] = n
+    return out
 
 
 def load_reference(path: str | Path | None = None) -> PaperReference:

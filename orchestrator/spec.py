@@ -105,6 +105,11 @@ class SweepSpec(BaseModel):
         description="LR grid per method; a method not named here uses the catalog's grid",
     )
     seeds: list[Seed] = Field(default_factory=lambda: [0], max_length=MAX_SEEDS)
+    model_seeds: dict[CatalogName, Annotated[list[Seed], Field(max_length=MAX_SEEDS)]] = Field(
+        default_factory=dict,
+        max_length=MAX_LIST,
+        description="seeds per model, overriding `seeds` (the paper ran CLIP ViT-B/16 with 3 seeds, the rest with 1)",
+    )
     epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="overrides every dataset's catalog epochs")
     batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     max_train_images: int | None = Field(None, ge=1, le=MAX_IMAGES)
@@ -150,6 +155,9 @@ class SweepSpec(BaseModel):
             return list(self.lrs[method])
         return list(catalog.get_method(method).lr_grid)
 
+    def seeds_for(self, model: str) -> list[int]:
+        return list(self.model_seeds.get(model, self.seeds))
+
     def cells(self) -> list[tuple[str, str, str, int]]:
         """(model, dataset, method, seed) groups whose trials differ only in LR."""
         out = []
@@ -159,18 +167,18 @@ class SweepSpec(BaseModel):
                 for meth in self.methods:
                     if not catalog.get_method(meth).applies_to(fam):
                         continue
-                    for s in self.seeds:
+                    for s in self.seeds_for(m):
                         out.append((m, d, meth, s))
         return out
 
     def grid_size(self) -> int:
         """Trials the grid holds, counted without building it (a huge grid is refused before it exists)."""
-        families = [catalog.get_model(m).family for m in self.models]
-        per_seed = sum(
-            len(self.lr_grid(meth)) * sum(1 for fam in families if catalog.get_method(meth).applies_to(fam))
-            for meth in self.methods
-        )
-        return per_seed * len(self.datasets) * len(self.seeds)
+        total = 0
+        for m in self.models:
+            fam = catalog.get_model(m).family
+            lrs = sum(len(self.lr_grid(meth)) for meth in self.methods if catalog.get_method(meth).applies_to(fam))
+            total += lrs * len(self.seeds_for(m))
+        return total * len(self.datasets)
 
     def expand(self) -> list[TrialConfig]:
         """Every trial of the sweep, de-duplicated by trial id, in a stable order."""
@@ -216,6 +224,17 @@ def _catalog_problems(spec: SweepSpec) -> list[ValidationProblem]:
                         field=f"{fld}[{i}]", message=f"unknown {fld[:-1]} {k!r}; valid: {', '.join(valid)}"
                     )
                 )
+    for model, seeds in spec.model_seeds.items():
+        if model not in spec.models:
+            problems.append(
+                ValidationProblem(
+                    field=f"model_seeds.{model}", message=f"seeds for {model!r}, which is not in models {spec.models}"
+                )
+            )
+        if not seeds:
+            problems.append(ValidationProblem(field=f"model_seeds.{model}", message="must name at least one seed"))
+        elif len(set(seeds)) != len(seeds):
+            problems.append(ValidationProblem(field=f"model_seeds.{model}", message="has duplicates"))
     for meth in spec.lrs:
         if meth not in spec.methods:
             problems.append(

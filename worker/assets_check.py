@@ -7,7 +7,8 @@ into a sweep. Run this on each kind of node (head, GPU worker) against the share
     python -m worker.assets_check --data-root data --weights-root weights --datasets synth_spurious --models tiny_bit
 
 It prints one line per dataset and per model and exits 1 if anything is missing (2 on bad arguments).
-By default it checks the paper's 5 datasets and 7 models.
+By default it checks the paper's 5 datasets and the 7 models of its main tables (the `paper_main` preset); name
+`--models clip_vit_h14` too for the `memory` preset.
 """
 
 from __future__ import annotations
@@ -162,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--models",
         nargs="+",
-        default=catalog.list_models(tiny=False),
+        default=list(catalog.get_preset("paper_main")["models"]),
         metavar="KEY",
-        help=f"models to check (default: the paper's); valid: {', '.join(catalog.list_models())}",
+        help=f"models to check (default: paper_main's); valid: {', '.join(catalog.list_models())}",
     )
     return p
 

@@ -220,6 +220,26 @@ def cell_notes(cells: Iterable[CellResult]) -> list[str]:
     return out
 
 
+def seed_notes(cells: Iterable[CellResult], ref: PaperReference) -> list[str]:
+    """A note per model whose cells average a different number of seeds than the paper's cells did."""
+    by_model: dict[str, set[int]] = {}
+    for c in cells:
+        if c.n_seeds:
+            by_model.setdefault(c.model, set()).add(c.n_seeds)
+    out = []
+    for model in labels.ordered("model", by_model):
+        paper = ref.paper_seeds(model)
+        counts = sorted(by_model[model])
+        if paper is None or counts == [paper]:
+            continue
+        ours = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        out.append(
+            f"Seeds: {labels.title('model', model)} cells average {ours} seed(s) at the chosen LR, the paper's "
+            f"{paper}" + (f" (its intervals are over {paper} seeds)." if paper > 1 else ".")
+        )
+    return out
+
+
 def _display(datasets: Sequence[str], lead: Sequence[DisplayColumn]) -> tuple[DisplayColumn, ...]:
     cols = list(lead)
     for d in datasets:
@@ -258,7 +278,8 @@ def _metric_table(data: SweepData, metric: str, name: str, title: str) -> TableD
     models, methods, datasets = _ordered_cells(cells)
     ref = load_reference()
     rows = comparison_rows(cells, metric, models, methods, datasets, ref, mean_rows=True)
-    notes = _common_notes(datasets, rows, ref) + cell_notes(_sorted_cells(cells, models, methods, datasets))
+    notes = _common_notes(datasets, rows, ref) + seed_notes(cells, ref)
+    notes += cell_notes(_sorted_cells(cells, models, methods, datasets))
     if not cells:
         notes.append("The sweep has no trials yet.")
     lead = [DisplayColumn("Model", "model_title"), DisplayColumn("Method", "method_title")]
@@ -305,7 +326,7 @@ def ablation_table(data: SweepData) -> TableData:
     for metric in ("ood", "id"):
         for r in comparison_rows(cells, metric, [model] if model else [], methods, datasets, ref, mean_rows=False):
             rows.append({"split": METRIC_LABEL[metric], **r})
-    notes = _common_notes(datasets, rows, ref)
+    notes = _common_notes(datasets, rows, ref) + seed_notes(cells, ref)
     if len(models) > 1:
         notes.append(
             f"The sweep holds {len(models)} models; this table shows {model} only "

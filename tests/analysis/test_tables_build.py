@@ -259,6 +259,22 @@ def test_an_all_fp32_sweep_has_no_precision_note(tmp_path: Path) -> None:
     assert not any("Precision" in n for name in list_tables() for n in build_table(name, sweep).notes)
 
 
+def test_a_cell_with_other_seeds_than_the_papers_says_so(tmp_path: Path) -> None:
+    b = SweepBuilder()
+    for seed in (0, 1, 2):
+        b.add("clip_vit_b16", "living17", "sgd", 1e-3, seed, curve=[(0.8, 0.8, 0.7)])
+    b.add("clip_vit_b16", "living17", "adamw", 1e-5, curve=[(0.8, 0.8, 0.7)])
+    b.add("bit_r50", "living17", "sgd", 1e-3, curve=[(0.8, 0.8, 0.7)])
+    b.add("tiny_vit", "living17", "sgd", 1e-3, curve=[(0.8, 0.8, 0.7)])
+    sweep = b.write(tmp_path)
+    for name in ("ood", "id", "ablation"):
+        seeds = [n for n in build_table(name, sweep).notes if n.startswith("Seeds:")]
+        assert seeds == [
+            "Seeds: CLIP ViT-B/16 cells average 1-3 seed(s) at the chosen LR, the paper's 3 (its intervals are over "
+            "3 seeds)."
+        ], name  # BiT R50 ran 1 seed as the paper did; the tiny ViT has no paper cell
+
+
 def test_ablation_table_for_one_model_of_several(sweep: Path) -> None:
     t = build_table("ablation", sweep)
     rows = [dict(r) for r in t.rows]

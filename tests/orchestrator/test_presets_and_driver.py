@@ -24,7 +24,7 @@ from worker.catalog import PRESET_DIR, list_presets
 from worker.config import TrialConfig
 from worker.records import EpochReport
 
-PRESET_SIZES = {"paper_main": 840, "clip_ablations": 900, "memory": 8, "probe": 210, "demo": 108}
+PRESET_SIZES = {"paper_main": 1080, "clip_ablations": 1350, "memory": 12, "probe": 210, "demo": 108}
 
 
 def test_presets_exist_validate_and_have_the_expected_grids() -> None:
@@ -33,6 +33,16 @@ def test_presets_exist_validate_and_have_the_expected_grids() -> None:
         spec = load_preset(name)
         assert validate_spec(spec, check_data=False) == [], name
         assert spec.grid_size() == size, name
+
+
+def test_presets_hold_the_papers_rows_seeds_and_models() -> None:
+    main_seeds = {(t.model, t.seed) for t in load_preset("paper_main").expand()}
+    assert {s for m, s in main_seeds if m == "clip_vit_b16"} == {0, 1, 2}  # the paper's intervals are over 3
+    assert {s for m, s in main_seeds if m != "clip_vit_b16"} == {0}
+    ablations = set(load_preset("clip_ablations").methods)
+    assert {"sgd_freeze_embed_nomom", "linear_probe", "lp_ft_sgd", "lp_ft_adamw"} <= ablations
+    memory = load_preset("memory")
+    assert memory.models == ["clip_vit_b16", "clip_vit_l14", "clip_vit_h14"] and memory.batch_size == 1
 
 
 def test_preset_files_carry_their_run_command() -> None:

@@ -66,6 +66,25 @@ def test_precision_is_fp32_unless_bf16_is_asked_for() -> None:
         assert load_preset(preset).precision == "fp32", preset
 
 
+def test_model_seeds_override_the_seeds_of_one_model() -> None:
+    spec = load_spec(
+        {**_spec(methods=["sgd"]), "models": ["tiny_vit", "tiny_bit"], "model_seeds": {"tiny_bit": [3, 4]}}
+    )
+    seeds = {(t.model, t.seed) for t in spec.expand()}
+    assert seeds == {("tiny_vit", 0), ("tiny_bit", 3), ("tiny_bit", 4)}
+    assert spec.grid_size() == len(spec.expand()) == 6 * 3
+    bad = load_spec({**_spec(), "model_seeds": {"tiny_bit": [1], "tiny_vit": [2, 2]}})
+    problems = _fields(validate_spec(bad, check_data=False))
+    assert "which is not in models" in problems["model_seeds.tiny_bit"]
+    assert problems["model_seeds.tiny_vit"] == "has duplicates"
+    assert (
+        "must name at least one seed"
+        in _fields(validate_spec(load_spec({**_spec(), "model_seeds": {"tiny_vit": []}}), check_data=False))[
+            "model_seeds.tiny_vit"
+        ]
+    )
+
+
 def test_seeds_outside_int64_are_refused() -> None:
     with pytest.raises(SweepSpecError) as e:
         load_spec(_spec(seeds=[0, 2**64]))
