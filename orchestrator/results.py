@@ -23,7 +23,7 @@ from orchestrator.schema import EPOCHS_SCHEMA, IDENTITY_FIELDS, PROBE_SCHEMA, TR
 from orchestrator.storage import Location
 from worker.config import TrialConfig
 from worker.records import EpochReport, TrialStatus
-from worker.selection import summarize_trial, sweep_progress
+from worker.selection import reports_last_epoch, summarize_trial, sweep_progress
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -117,6 +117,7 @@ class ResultsStore:
             status=row["status"],
             epochs_planned=row["epochs_planned"],
             error=row["error"],
+            last_epoch=reports_last_epoch(row["method"], row["dataset"]),
         )
         row.update(record_row(summary), updated_at=_now())
         self._dirty = True
@@ -294,7 +295,11 @@ def mark_interrupted(location: Location | str | Path, error: str | None, *, canc
         else:
             continue
         summary = summarize_trial(
-            epochs.get(row["trial_id"], []), status=status, epochs_planned=row["epochs_planned"], error=why
+            epochs.get(row["trial_id"], []),
+            status=status,
+            epochs_planned=row["epochs_planned"],
+            error=why,
+            last_epoch=reports_last_epoch(row["method"], row["dataset"]),
         )
         row.update(record_row(summary), updated_at=_now())
         changed += 1

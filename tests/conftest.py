@@ -10,9 +10,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+# the linear probe's feature cache: per test session, never the user's (Ray workers inherit it)
+os.environ["SHIFTSWEEP_CACHE"] = tempfile.mkdtemp(prefix="shiftsweep-test-cache-")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _feature_cache() -> Iterator[None]:
+    yield
+    shutil.rmtree(os.environ["SHIFTSWEEP_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

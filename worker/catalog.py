@@ -16,12 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from configs import CONFIG_DIR
-from worker.method_options import OPTIMIZERS, check_options
+from worker.method_options import LOGREG, OPTIMIZERS, check_options
 from worker.records import METRICS
 from worker.strict_yaml import YamlError, YamlMap, load_file
 
 PRESET_DIR = CONFIG_DIR / "sweeps"
+LP_FT_KEYS = ("probe", "ft_lr_div", "last_epoch_on")
 T = TypeVar("T")
 
 
@@ -76,11 +79,20 @@ class MethodEntry:
     freeze: str = "none"
     schedule: str = "cosine"
     embed_lr_mult: float = 1.0
-    lp_ft: Mapping[str, float] | None = None
+    lp_ft: Mapping[str, Any] | None = None  # {probe: a logreg method, ft_lr_div, last_epoch_on: [datasets]}
     families: tuple[str, ...] | None = None
 
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
+
+    @property
+    def is_linear_probe(self) -> bool:
+        """A logistic regression on frozen features (the paper's linear probe): its grid values are C, not LRs."""
+        return self.optimizer == LOGREG
+
+    def reports_last_epoch(self, dataset: str) -> bool:
+        """The paper's LP-FT reports Waterbirds at the last epoch, not at the best ID-validation epoch."""
+        return bool(self.lp_ft) and dataset in self.lp_ft.get("last_epoch_on", ())
 
 
 # ---- reading the files strictly --------------------------------------------------------------------------------
@@ -219,8 +231,13 @@ def _methods() -> dict[str, MethodEntry]:
         if not isinstance(name, str) or name not in grids:
             raise ValueError(f"unknown LR grid {name!r}; valid LR grids: {', '.join(grids)}")
         values = grids[name]
+        if isinstance(values, Mapping):
+            values = _logspace(name, values)
         if not isinstance(values, list) or not values or not all(isinstance(x, (int, float)) and x > 0 for x in values):
-            raise ValueError(f"LR grid {name!r} must be a non-empty list of numbers > 0, got {values!r}")
+            raise ValueError(
+                f"LR grid {name!r} must be a non-empty list of numbers > 0 or {{logspace: [start, stop, num]}}, "
+                f"got {values!r}"
+            )
         return tuple(float(x) for x in values)
 
     def optimizer(name: Any) -> str:
@@ -228,9 +245,15 @@ def _methods() -> dict[str, MethodEntry]:
             raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
         return name
 
-    def lp_ft(v: Any) -> dict[str, float]:
-        keys = ("lp_epochs_fraction", "ft_lr_div")
-        return {k: float(x) for k, x in check_keys(v, allowed=keys, required=keys, what="lp_ft").items()}
+    def lp_ft(v: Any) -> dict[str, Any]:
+        entry = check_keys(v, allowed=LP_FT_KEYS, required=("probe", "ft_lr_div"), what="lp_ft")
+        div = entry["ft_lr_div"]
+        if isinstance(div, bool) or not isinstance(div, (int, float)) or not div > 0:
+            raise ValueError(f"ft_lr_div must be a number > 0, got {div!r}")
+        last = entry.get("last_epoch_on", [])
+        if not isinstance(last, list) or not all(isinstance(d, str) for d in last):
+            raise ValueError(f"last_epoch_on must be a list of dataset keys, got {last!r}")
+        return {"probe": str(entry["probe"]), "ft_lr_div": float(div), "last_epoch_on": tuple(last)}
 
     def embed_lr_mult(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
@@ -251,7 +274,32 @@ def _methods() -> dict[str, MethodEntry]:
         if problems:
             options = raw["methods"][key]["options"]
             raise CatalogError(f"{options.where(problems[0].option)}: {problems[0]}")
+        if entry.lp_ft:
+            probe = methods.get(entry.lp_ft["probe"])
+            if probe is None or probe.optimizer != LOGREG:
+                where = raw["methods"][key]["lp_ft"].where("probe")
+                probes = [k for k, m in methods.items() if m.optimizer == LOGREG]
+                raise CatalogError(
+                    f"{where}: method {key!r}: lp_ft.probe must name a logistic-regression method "
+                    f"({', '.join(probes)}), got {entry.lp_ft['probe']!r}"
+                )
+            for d in entry.lp_ft["last_epoch_on"]:
+                if d not in _datasets():
+                    where = raw["methods"][key]["lp_ft"].where("last_epoch_on")
+                    raise CatalogError(f"{where}: method {key!r}: unknown dataset {d!r} in lp_ft.last_epoch_on")
     return methods
+
+
+def _logspace(name: str, spec: Mapping[str, Any]) -> list[float]:
+    """`{logspace: [start, stop, num]}`: numpy.logspace(start, stop, num), as the paper's probe grid is given."""
+    if set(spec) != {"logspace"} or not isinstance(spec["logspace"], list) or len(spec["logspace"]) != 3:
+        raise ValueError(f"LR grid {name!r}: a generated grid is {{logspace: [start, stop, num]}}, got {dict(spec)!r}")
+    start, stop, num = spec["logspace"]
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (start, stop)) or not (
+        isinstance(num, int) and not isinstance(num, bool) and 1 <= num <= 1000
+    ):
+        raise ValueError(f"LR grid {name!r}: logspace needs two numbers and a count from 1 to 1000, got {spec!r}")
+    return [float(x) for x in np.logspace(start, stop, num)]
 
 
 # ---- the doors -------------------------------------------------------------------------------------------------

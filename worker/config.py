@@ -67,7 +67,10 @@ class TrialConfig:
                 _whole(name, getattr(self, name), low=1)
 
     def epochs_planned(self) -> int:
-        """The epochs the trial runs unless stopped: its own setting, else its dataset's catalog default."""
+        """The epochs the trial runs unless stopped: its own setting, else its dataset's catalog default; a linear
+        probe (one logistic-regression fit) counts as one."""
+        if catalog.get_method(self.method).is_linear_probe:
+            return 1
         return self.epochs or catalog.get_dataset(self.dataset).epochs
 
     def to_dict(self) -> dict[str, Any]:

@@ -70,6 +70,16 @@ def _optional_positive(name: str, value: Any) -> float | None:
     return None if value is None else _positive(name, value)
 
 
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise OptionError(f"option {name!r} must be a whole number from 1 to 1000000, got {_shown(value)}")
+    return value
+
+
+LOGREG = "logreg"
+"""The linear probe's "optimizer": sklearn's logistic regression on frozen features; a grid value is its C."""
+
+
 # per optimizer: option name -> (checker, the optimizer constructor's keyword)
 _OPTIONS: dict[str, dict[str, tuple[Callable[[str, Any], Any], str]]] = {
     "sgd": {
@@ -99,6 +109,10 @@ _OPTIONS: dict[str, dict[str, tuple[Callable[[str, Any], Any], str]]] = {
         "betas": (_betas, "betas"),
         "eps": (_non_negative, "eps"),
         "spd_lambda": (_non_negative, "spd_lambda"),
+    },
+    LOGREG: {
+        "max_iter": (_count, "max_iter"),
+        "tol": (_positive, "tol"),
     },
 }
 

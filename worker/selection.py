@@ -1,7 +1,8 @@
 """The paper's selection rule and a sweep's progress, as pure functions over trial and epoch records.
 
 - Best epoch: a trial's result is its epoch with the highest ID validation metric; ties go to the earliest;
-  an epoch without a finite ID validation metric (a diverged one) never counts.
+  an epoch without a finite ID validation metric (a diverged one) never counts. LP-FT on Waterbirds reports its
+  last epoch instead, as the paper did (the catalog's `lp_ft.last_epoch_on`).
 - LR choice: per (model, dataset, method) cell, each LR's trials are averaged over seeds and the LR with the
   best *mean* ID validation metric is chosen (ties: the smaller LR). Its mean metrics are reported with a 90%
   interval 1.645 sd / sqrt(n) (sample sd) when there is more than one seed. OOD never takes part in a choice.
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from worker import catalog
 from worker.records import METRICS, SELECTION_METRIC, TrialStatus, TrialSummary, is_finite
 
 Z90 = 1.645  # two-sided 90% normal quantile
@@ -41,23 +43,36 @@ def is_evaluated(report: Row) -> bool:
     return is_finite(report.get(SELECTION_METRIC))
 
 
-def best_epoch(reports: Iterable[Row]) -> Row | None:
-    """The report of the best epoch: the highest ID validation metric, the earliest epoch on ties."""
+def reports_last_epoch(method: str, dataset: str) -> bool:
+    """Whether a run of `method` on `dataset` reports its last epoch instead of its best ID-validation epoch (the
+    paper's LP-FT on Waterbirds); a method the catalog no longer knows reports its best epoch."""
+    try:
+        return catalog.get_method(method).reports_last_epoch(dataset)
+    except catalog.CatalogError:
+        return False
+
+
+def best_epoch(reports: Iterable[Row], *, last: bool = False) -> Row | None:
+    """The report of the best epoch: the highest ID validation metric, the earliest epoch on ties; with `last`,
+    the last evaluated epoch."""
     evaluated = [r for r in reports if is_evaluated(r)]
     if not evaluated:
         return None
+    if last:
+        return max(evaluated, key=lambda r: r["epoch"])
     return max(evaluated, key=lambda r: (r[SELECTION_METRIC], -r["epoch"]))
 
 
 def summarize_trial(
-    reports: Iterable[Row], *, status: str, epochs_planned: int, error: str | None = None
+    reports: Iterable[Row], *, status: str, epochs_planned: int, error: str | None = None, last_epoch: bool = False
 ) -> TrialSummary:
-    """A trial's summary from its epoch reports: its result at the best epoch, time, memory and sizes.
+    """A trial's summary from its epoch reports: its result at the best epoch (the last one with `last_epoch`),
+    time, memory and sizes.
 
     An epoch that diverged counts towards time but not towards `epochs_done`.
     """
     ordered = sorted(reports, key=lambda r: r["epoch"])
-    best = best_epoch(ordered)
+    best = best_epoch(ordered, last=last_epoch)
     last: Row = ordered[-1] if ordered else {}
     return TrialSummary(
         status=status,
@@ -180,7 +195,12 @@ def trial_results(trials: Iterable[Row], epochs: Iterable[Row]) -> list[dict[str
     for row in epochs:
         _require(row, EPOCH_COLUMNS, "an epochs row")
         per_trial.setdefault(row["trial_id"], {})[row["epoch"]] = row
-    best = {tid: b for tid, rows in per_trial.items() if (b := best_epoch(rows.values())) is not None}
+    best = {}
+    for tid, rows in per_trial.items():
+        any_row = next(iter(rows.values()))
+        b = best_epoch(rows.values(), last=reports_last_epoch(any_row["method"], any_row["dataset"]))
+        if b is not None:
+            best[tid] = b
     latest: dict[str, Row] = {}
     for row in trials:
         _require(row, (*_IDENTITY, "status"), "a trials row")

@@ -260,7 +260,7 @@ def _run_epoch(t: _Setup, ps: _PhaseState, epoch: int, history: list[dict[str, A
     )
     t_epoch = time.perf_counter() - t0
     metrics = {m: split_metrics.get(t.dataset.metrics[m]) for m in METRICS}
-    best = best_epoch([*history, {"epoch": epoch, **metrics}])
+    best = best_epoch([*history, {"epoch": epoch, **metrics}], last=t.method.reports_last_epoch(t.dataset.key))
     status = TrialStatus.DIVERGED if not finite else TrialStatus.COMPLETED if epoch == t.epochs else TrialStatus.RUNNING
     return EpochReport(
         epoch=epoch,
@@ -357,12 +357,22 @@ def _resume(t: _Setup, directory: str | Path) -> tuple[list[dict[str, Any]], _Ph
 
 
 def run_trial(config: TrialConfig, report: ReportCallable, *, resume_from: str | Path | None = None) -> TrialSummary:
-    """Fine-tune, evaluate and report every epoch; the summary is the result at the best-ID-validation epoch."""
+    """Fine-tune, evaluate and report every epoch; the summary is the result at the best-ID-validation epoch.
+
+    A linear probe is one logistic-regression fit instead (`worker.linear_probe`); LP-FT starts from the probe's
+    head, fitted before the first epoch (a resumed trial has it in its checkpoint).
+    """
+    from worker import linear_probe  # it reuses this module's precision switch
+
+    if catalog.get_method(config.method).is_linear_probe:
+        return linear_probe.run_linear_probe_trial(config, report)
     t = _setup(config)
     history: list[dict[str, Any]] = []
     ps: _PhaseState | None = None
     if resume_from is not None:
         history, ps = _resume(t, resume_from)
+    elif t.method.lp_ft:
+        linear_probe.fit_lp_ft_head(config, t.built, t.bundle, t.device)
     ckpt_root = Path(tempfile.mkdtemp(prefix=f"trial-{config.trial_id()}-"))
     try:
         while len(history) < t.epochs:
@@ -376,6 +386,7 @@ def run_trial(config: TrialConfig, report: ReportCallable, *, resume_from: str |
             report(epoch_report, _save_checkpoint(ckpt_root / f"epoch_{epoch:04d}", t, ps, history))
             shutil.rmtree(ckpt_root / f"epoch_{epoch - 1:04d}", ignore_errors=True)  # the worker's copy is used
         status = history[-1]["status"] if history else TrialStatus.COMPLETED
-        return summarize_trial(history, status=status, epochs_planned=t.epochs)
+        last = t.method.reports_last_epoch(t.dataset.key)
+        return summarize_trial(history, status=status, epochs_planned=t.epochs, last_epoch=last)
     finally:
         shutil.rmtree(ckpt_root, ignore_errors=True)

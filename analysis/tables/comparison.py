@@ -16,6 +16,7 @@ from analysis.reference import PaperReference, load_reference
 from analysis.sweep_data import SweepData
 from analysis.tables.registry import register
 from analysis.tables.table_data import Column, DisplayColumn, TableData
+from worker import catalog
 from worker.selection import CellResult
 
 BASELINE_METHOD = "sgd"
@@ -261,8 +262,18 @@ def _sorted_cells(cells: Sequence[CellResult], models: list[str], methods: list[
     return sorted(cells, key=lambda c: (models.index(c.model), methods.index(c.method), datasets.index(c.dataset)))
 
 
+def _is_probe(method: str) -> bool:
+    return method in catalog.list_methods() and catalog.get_method(method).is_linear_probe
+
+
 def _common_notes(datasets: Sequence[str], rows: Sequence[dict[str, Any]], ref: PaperReference) -> list[str]:
     notes = [LEGEND, SELECTION_NOTE]
+    probes = sorted({r["method"] for r in rows if _is_probe(r["method"])})
+    if probes:
+        notes.append(
+            f"{', '.join(labels.title('method', m) for m in probes)}: a logistic regression on frozen features; "
+            "its chosen 'LR' is the inverse L2 strength C, chosen on ID validation like an LR."
+        )
     if not any(r["method"] == BASELINE_METHOD for r in rows):
         notes.append("No SGD rows in this sweep: no changes against SGD are shown.")
     incomplete = any(r.get("avg_missing") for r in rows)

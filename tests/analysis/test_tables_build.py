@@ -275,6 +275,19 @@ def test_a_cell_with_other_seeds_than_the_papers_says_so(tmp_path: Path) -> None
         ], name  # BiT R50 ran 1 seed as the paper did; the tiny ViT has no paper cell
 
 
+def test_a_linear_probe_row_says_its_lr_is_c(tmp_path: Path) -> None:
+    b = SweepBuilder()
+    for c, v in ((1e-2, 0.6), (1.0, 0.8), (100.0, 0.7)):
+        b.add("tiny_vit", "synth_style", "linear_probe", c, curve=[(v, v, v)])
+    b.add("tiny_vit", "synth_style", "sgd", 1e-3, curve=[(0.5, 0.5, 0.5)])
+    sweep = b.write(tmp_path)
+    t = build_table("ood", sweep)
+    row = _row([dict(r) for r in t.rows], method="linear_probe")
+    assert row["synth_style_lr"] == 1.0 and row["synth_style"] == pytest.approx(80.0)
+    assert sum("Linear probe: a logistic regression on frozen features" in n for n in t.notes) == 1
+    assert not any("logistic" in n for n in build_table("ood", _precision_sweep(tmp_path / "x", ["fp32"] * 3)).notes)
+
+
 def test_ablation_table_for_one_model_of_several(sweep: Path) -> None:
     t = build_table("ablation", sweep)
     rows = [dict(r) for r in t.rows]

@@ -103,6 +103,23 @@ def test_small_sweep_runs_to_completion(ray_address: str, data_root: Path, tmp_p
     assert (sweep / "spec.yaml").exists() and (sweep / "tune").is_dir()
 
 
+def test_a_linear_probe_and_lp_ft_run_through_tune(ray_address: str, data_root: Path, tmp_path: Path) -> None:
+    spec = load_spec(
+        _spec(data_root, methods=["linear_probe", "lp_ft_sgd"], lrs={"linear_probe": [1e-2, 1.0], "lp_ft_sgd": [1e-2]})
+    )
+    out = run_sweep(spec, "lp", tmp_path, address=ray_address, verbose=0)
+    assert out.state == "finished", read_driver_state(tmp_path / "lp")
+    rows = {(r["method"], r["lr"]): r for r in read_trials(tmp_path / "lp").to_pylist()}
+    assert {k: (r["status"], r["epochs_planned"], r["epochs_done"]) for k, r in rows.items()} == {
+        ("linear_probe", 1e-2): ("completed", 1, 1),
+        ("linear_probe", 1.0): ("completed", 1, 1),
+        ("lp_ft_sgd", 1e-2): ("completed", 2, 2),
+    }
+    assert all(r["id_val"] is not None and r["ood_test"] is not None for r in rows.values())
+    cache = Path(os.environ["SHIFTSWEEP_CACHE"]) / "features"
+    assert len(list(cache.glob(f"tiny_vit-{DATASET}-*.npz"))) >= 1
+
+
 FAKE_TRIAL = "tests.orchestrator.fake_trial:run_trial"
 
 

@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from configs import CONFIG_DIR
@@ -109,8 +110,51 @@ def test_a_bad_optimizer_option_in_the_catalog_names_its_line(configs) -> None:
 
 
 def test_an_unknown_lr_grid_lists_the_grids(configs) -> None:
-    configs("methods.yaml", "    lr_grid: linear_probe\n", "    lr_grid: linear\n")
+    configs("methods.yaml", "    lr_grid: logreg_c\n", "    lr_grid: linear\n")
     with pytest.raises(catalog.CatalogError, match=r"unknown LR grid 'linear'; valid LR grids: sgd, adaptive"):
+        catalog.list_methods()
+
+
+def test_the_linear_probes_grid_is_the_papers_logspace_of_c() -> None:
+    probe = catalog.get_method("linear_probe")
+    assert probe.is_linear_probe and probe.lr_grid == pytest.approx(tuple(np.logspace(-7, 2, 50)))
+    assert catalog.get_method("lp_ft_adamw").lp_ft == {
+        "probe": "linear_probe",
+        "ft_lr_div": 10.0,
+        "last_epoch_on": ("waterbirds",),
+    }
+    assert catalog.get_method("lp_ft_sgd").reports_last_epoch("waterbirds")
+    assert not catalog.get_method("lp_ft_sgd").reports_last_epoch("camelyon")
+    assert not catalog.get_method("sgd").reports_last_epoch("waterbirds")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("logreg_c: {logspace: [-7, 2, 50]}", "logreg_c: {logspace: [-7, 2]}", "logspace: \\[start, stop, num\\]"),
+        ("logreg_c: {logspace: [-7, 2, 50]}", "logreg_c: {linspace: [1, 2, 3]}", "a generated grid is"),
+        (
+            "lp_ft: {probe: linear_probe, ft_lr_div: 10.0, last_epoch_on: [waterbirds]}",
+            "lp_ft: {probe: sgd, ft_lr_div: 10.0, last_epoch_on: [waterbirds]}",
+            "lp_ft.probe must name a logistic-regression method \\(linear_probe\\), got 'sgd'",
+        ),
+        (
+            "lp_ft: {probe: linear_probe, ft_lr_div: 10.0, last_epoch_on: [waterbirds]}",
+            "lp_ft: {probe: linear_probe, ft_lr_div: 10.0, last_epoch_on: [waterbird]}",
+            "unknown dataset 'waterbird' in lp_ft.last_epoch_on",
+        ),
+        (
+            "lp_ft: {probe: linear_probe, ft_lr_div: 10.0, last_epoch_on: [waterbirds]}",
+            "lp_ft: {probe: linear_probe, lp_epochs_fraction: 0.25, ft_lr_div: 10.0}",
+            "unknown key 'lp_epochs_fraction'",
+        ),
+    ],
+)
+def test_a_bad_probe_grid_or_lp_ft_names_its_line(configs, old: str, new: str, message: str) -> None:
+    text = (catalog.CONFIG_DIR / "methods.yaml").read_text()
+    assert old in text
+    configs("methods.yaml", old, new)
+    with pytest.raises(catalog.CatalogError, match=r"methods.yaml:\d+: .*" + message):
         catalog.list_methods()
 
 

@@ -33,7 +33,10 @@ def _all(built) -> set[str]:
     return {n for n, _ in built.module.named_parameters()}
 
 
-@pytest.mark.parametrize("key", catalog.list_methods())
+GRADIENT_METHODS = [k for k in catalog.list_methods() if not catalog.get_method(k).is_linear_probe]
+
+
+@pytest.mark.parametrize("key", GRADIENT_METHODS)
 def test_phases_cover_the_epochs_once(key: str) -> None:
     phases = plan_phases(catalog.get_method(key), 8, 1e-3)
     assert phases[0].start_epoch == 0 and phases[-1].end_epoch == 8
@@ -48,8 +51,8 @@ def test_plain_methods_have_one_phase_at_the_grid_lr() -> None:
     assert p.trainable == "all_but_embed"
     (p,) = plan_phases(catalog.get_method("sgd_freeze_patch_only"), 5, 3e-4)
     assert p.trainable == "all_but_patch"
-    (p,) = plan_phases(catalog.get_method("linear_probe"), 5, 3e-4)
-    assert p.trainable == "head"
+    with pytest.raises(ValueError, match="'linear_probe' is a logistic regression on frozen features"):
+        plan_phases(catalog.get_method("linear_probe"), 5, 3e-4)
     (p,) = plan_phases(catalog.get_method("gradual_unfreeze"), 5, 3e-4)
     assert (p.schedule, p.trainable) == ("gradual_unfreeze", "all_but_embed")
 
@@ -57,24 +60,17 @@ def test_plain_methods_have_one_phase_at_the_grid_lr() -> None:
 @pytest.mark.parametrize(
     ("key", "ft_trainable"), [("lp_ft_sgd", "all"), ("lp_ft_adamw", "all"), ("lp_ft_sgd_freeze_embed", "all_but_embed")]
 )
-def test_lp_ft_probes_the_head_then_fine_tunes_at_a_tenth(key: str, ft_trainable: str) -> None:
-    lp, ft = plan_phases(catalog.get_method(key), 20, 1e-3)
-    assert lp == Phase("linear_probe", 0, 5, 1e-3, "head", "cosine")
+def test_lp_ft_fine_tunes_for_every_epoch_at_a_tenth_of_the_grid_lr(key: str, ft_trainable: str) -> None:
+    """The probe is a logistic regression fitted before the first epoch, so no epoch is spent on it (Appendix B)."""
+    (ft,) = plan_phases(catalog.get_method(key), 3, 1e-3)  # Camelyon's 3 epochs, all of them fine-tuning
     assert (ft.name, ft.start_epoch, ft.end_epoch, ft.trainable, ft.schedule) == (
         "finetune",
-        5,
-        20,
+        0,
+        3,
         ft_trainable,
         "cosine",
     )
     assert ft.lr == pytest.approx(1e-4)
-
-
-def test_lp_ft_keeps_at_least_one_epoch_per_phase() -> None:
-    lp, ft = plan_phases(catalog.get_method("lp_ft_sgd"), 3, 1e-3)  # Camelyon's 3 epochs
-    assert (lp.epochs, ft.epochs) == (1, 2)
-    with pytest.raises(ValueError, match="at least 2 epochs"):
-        plan_phases(catalog.get_method("lp_ft_sgd"), 1, 1e-3)
 
 
 def test_plan_phases_rejects_bad_input() -> None:
@@ -89,8 +85,6 @@ def test_plan_phases_rejects_bad_input() -> None:
         plan_phases(dataclasses.replace(sgd, freeze="stem"), 3, 1e-3)
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         plan_phases(dataclasses.replace(sgd, schedule="step"), 3, 1e-3)
-    with pytest.raises(ValueError, match="unknown lp_ft keys"):
-        plan_phases(dataclasses.replace(sgd, lp_ft={"lp_epochz": 2}), 3, 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -113,10 +107,9 @@ def test_apply_trainable_freezes_exactly_the_declared_layers(trainable: str, fro
 
 def test_apply_trainable_unfreezes_again_for_the_next_phase() -> None:
     built = make_built()
-    lp, ft = plan_phases(catalog.get_method("lp_ft_sgd"), 4, 1e-3)
-    apply_trainable(built, lp)
+    apply_trainable(built, Phase("finetune", 0, 1, 1e-3, "head", "cosine"))
     assert _trainable(built) == HEAD
-    apply_trainable(built, ft)
+    apply_trainable(built, Phase("finetune", 1, 2, 1e-3, "all", "cosine"))
     assert _trainable(built) == _all(built)
 
 
@@ -251,7 +244,7 @@ def test_gradual_unfreezing_trains_only_the_open_groups() -> None:
 def test_methods_run_on_the_real_tiny_vit_when_present() -> None:
     models = pytest.importorskip("worker.models")
     built = models.create_model("tiny_vit", 3, pretrained=False)
-    for key in catalog.list_methods():
+    for key in GRADIENT_METHODS:
         method = catalog.get_method(key)
         if not method.applies_to(built.family):
             continue

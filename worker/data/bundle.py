@@ -33,3 +33,4 @@ class DatasetBundle:
     eval_splits: dict[str, EvalSplit]
     group_weights: dict[int, float] | None  # Waterbirds: train group sizes, the weights of weighted_acc
     num_classes: int
+    train_eval: torch.utils.data.Dataset | None = None  # the training images in the test transform (features)

@@ -111,4 +111,5 @@ def load_dataset(
         eval_splits=evals,
         group_weights=raw.group_weights,
         num_classes=entry.num_classes,
+        train_eval=ImageDataset(train, test_tf, with_group=False),
     )

@@ -7,7 +7,6 @@ its embedding, patch conv, head and unfreezing groups.
 from worker.methods.optimizers import build_optimizer, optimizer_state_bytes
 from worker.methods.phases import (
     PHASE_FINETUNE,
-    PHASE_LINEAR_PROBE,
     TRAINABLE_SETS,
     Phase,
     apply_trainable,
@@ -22,7 +21,6 @@ from worker.methods.unfreeze import GradualUnfreezer, ever_trainable_names
 
 __all__ = [
     "PHASE_FINETUNE",
-    "PHASE_LINEAR_PROBE",
     "TRAINABLE_SETS",
     "AdamSPD",
     "GradualUnfreezer",

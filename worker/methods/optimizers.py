@@ -75,7 +75,9 @@ def build_optimizer(
     if method.optimizer == "lamb":
         kwargs.setdefault("max_grad_norm", None)
         return Lamb(groups, lr=phase.lr, always_adapt=True, **kwargs)
-    return AdamSPD(groups, lr=phase.lr, **kwargs)
+    if method.optimizer == "adam_spd":
+        return AdamSPD(groups, lr=phase.lr, **kwargs)
+    raise ValueError(f"method {method.key!r}: {method.optimizer!r} is not a gradient optimizer (it has no phases)")
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:

@@ -1,6 +1,7 @@
 """Which parameters train when: a method's phases, and the requires_grad flags each phase sets.
 
-A method is one or two phases (LP-FT: a linear probe, then fine-tuning at a lower LR). A phase names the set
+A method trained by gradient steps is one phase (LP-FT's linear probe is a logistic regression fitted before it,
+`worker.linear_probe`, so its phase is the fine-tuning at the lower LR). A phase names the set
 of parameters it trains by a word (`head`, `all_but_embed`, ...), and the model's own declarations
 (`embed_param_names`, `patch_only_param_names`, `head_param_names`) say which parameters those are, so no
 method hard-codes a layer name.
@@ -8,9 +9,8 @@ method hard-codes a layer name.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from torch import nn
 
@@ -18,7 +18,6 @@ from worker.catalog import MethodEntry
 from worker.config import learning_rate
 
 PHASE_FINETUNE = "finetune"
-PHASE_LINEAR_PROBE = "linear_probe"
 
 TRAINABLE_SETS = ("head", "all_but_embed", "all_but_patch", "all")
 SCHEDULES = ("cosine", "gradual_unfreeze")
@@ -30,7 +29,6 @@ _TRAINABLE_FOR_FREEZE = {
     "patch_only": "all_but_patch",
     "backbone": "head",
 }
-_LP_FT_KEYS = ("lp_epochs", "lp_epochs_fraction", "ft_lr_div")
 
 
 class BuiltModelLike(Protocol):
@@ -48,7 +46,7 @@ class BuiltModelLike(Protocol):
 class Phase:
     """A stretch of epochs trained with one optimizer, one schedule and one set of trainable parameters."""
 
-    name: str  # "finetune", or "linear_probe" then "finetune" for lp_ft_*
+    name: str  # "finetune"
     start_epoch: int  # 0-based, inclusive
     end_epoch: int  # exclusive
     lr: float  # base LR of this phase (LP-FT: fine-tuning runs at lr / ft_lr_div)
@@ -58,21 +56,6 @@ class Phase:
     @property
     def epochs(self) -> int:
         return self.end_epoch - self.start_epoch
-
-
-def _lp_epochs(method: MethodEntry, lp_ft: dict[str, Any], epochs: int) -> int:
-    if "lp_epochs" in lp_ft:
-        lp = int(lp_ft["lp_epochs"])
-    elif "lp_epochs_fraction" in lp_ft:
-        lp = max(1, round(epochs * float(lp_ft["lp_epochs_fraction"])))
-    else:
-        raise ValueError(f"method {method.key!r}: lp_ft needs 'lp_epochs' or 'lp_epochs_fraction'")
-    if not 1 <= lp < epochs:
-        raise ValueError(
-            f"method {method.key!r}: the linear-probe phase must last 1..{epochs - 1} of the {epochs} epochs "
-            f"so that fine-tuning also runs; got {lp} (LP-FT needs at least 2 epochs)"
-        )
-    return lp
 
 
 def plan_phases(method: MethodEntry, epochs: int, lr: float) -> list[Phase]:
@@ -88,22 +71,11 @@ def plan_phases(method: MethodEntry, epochs: int, lr: float) -> list[Phase]:
         raise ValueError(
             f"method {method.key!r}: unknown schedule {method.schedule!r}; accepted: {', '.join(SCHEDULES)}"
         )
+    if method.is_linear_probe:
+        raise ValueError(f"method {method.key!r} is a logistic regression on frozen features, not trained in phases")
     trainable = _TRAINABLE_FOR_FREEZE[method.freeze]
-    if not method.lp_ft:
-        return [Phase(PHASE_FINETUNE, 0, epochs, lr, trainable, method.schedule)]
-
-    lp_ft = dict(method.lp_ft)
-    unknown = sorted(set(lp_ft) - set(_LP_FT_KEYS))
-    if unknown:
-        raise ValueError(f"method {method.key!r}: unknown lp_ft keys {unknown}; accepted: {', '.join(_LP_FT_KEYS)}")
-    div = float(lp_ft.get("ft_lr_div", 10.0))
-    if not (math.isfinite(div) and div > 0):
-        raise ValueError(f"method {method.key!r}: lp_ft.ft_lr_div must be a finite number > 0, got {div}")
-    lp = _lp_epochs(method, lp_ft, epochs)
-    return [
-        Phase(PHASE_LINEAR_PROBE, 0, lp, lr, "head", "cosine"),
-        Phase(PHASE_FINETUNE, lp, epochs, lr / div, trainable, method.schedule),
-    ]
+    ft_lr = lr / method.lp_ft["ft_lr_div"] if method.lp_ft else lr  # LP-FT fine-tunes at the grid LR / 10
+    return [Phase(PHASE_FINETUNE, 0, epochs, ft_lr, trainable, method.schedule)]
 
 
 def _declared(built: BuiltModelLike, attr: str, names: set[str]) -> frozenset[str]:

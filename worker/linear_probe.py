@@ -1,0 +1,188 @@
+"""The paper's linear probe (its Appendix B): an L2-regularised logistic regression on frozen features.
+
+A `linear_probe` trial fits one C of the method's grid (np.logspace(-7, 2, 50)); the sweep's selection rule then
+chooses C on ID validation, as it chooses an LR. LP-FT fits the whole grid itself, warm-starting each C from the
+last as the paper's code does, keeps the C with the best ID validation metric, and starts fine-tuning from that
+head. Features come from `worker.features`, computed once per (model, dataset) on a node.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+
+from worker import catalog
+from worker.config import ReportCallable, TrialConfig
+from worker.data import DatasetBundle, compute_split_metrics
+from worker.features import Features, SplitFeatures, cached_features, head_module
+from worker.loading import load_model_and_data, resolve_device, seed_everything
+from worker.memory import peak_memory_bytes, reset_peak_memory
+from worker.method_options import LOGREG, resolve_options
+from worker.models import BuiltModel
+from worker.records import METRICS, EpochReport, TrialStatus, TrialSummary
+from worker.selection import summarize_trial
+
+ABSENT_CLASS_BIAS = -1.0e4  # a class the training subset never shows: its logit never wins
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    c: float
+    model: LogisticRegression
+    split_metrics: dict[str, float]
+    fit_time_s: float
+    id_val_by_c: dict[float, float]  # every C tried and its ID validation metric
+
+
+def _options(method: catalog.MethodEntry, overrides: Any = None) -> dict[str, Any]:
+    return resolve_options(method.key, LOGREG, method.options, overrides)
+
+
+def fit_logreg(
+    train: SplitFeatures, c: float, *, max_iter: int, tol: float = 1e-4, warm: LogisticRegression | None = None
+) -> LogisticRegression:
+    """sklearn's L2 logistic regression at inverse strength `c`; `warm` continues from an earlier fit."""
+    clf = warm if warm is not None else LogisticRegression(warm_start=True, random_state=0)
+    clf.set_params(C=c, max_iter=max_iter, tol=tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the paper's code caps the iterations the same way
+        clf.fit(train.x, train.y)
+    return clf
+
+
+def probe_metrics(clf: LogisticRegression, features: Features, bundle: DatasetBundle) -> dict[str, float]:
+    """Every evaluation split's metrics ("<split>/<metric>") for the probe's predictions."""
+    out: dict[str, float] = {}
+    for name, split in bundle.eval_splits.items():
+        f = features.evals[name]
+        preds = torch.as_tensor(clf.predict(f.x))
+        out.update(
+            compute_split_metrics(split, preds, torch.as_tensor(f.y), torch.as_tensor(f.groups), bundle.group_weights)
+        )
+    return out
+
+
+def choose_c(
+    features: Features, bundle: DatasetBundle, cs: Sequence[float], *, max_iter: int, tol: float = 1e-4
+) -> ProbeFit:
+    """Fit every C in increasing order, each warm-started from the last; keep the best on ID validation (ties: the
+    smaller C, the stronger regularisation)."""
+    id_val = bundle.entry.metrics["id_val"]
+    best: tuple[float, LogisticRegression, dict[str, float]] | None = None
+    scores: dict[float, float] = {}
+    clf: LogisticRegression | None = None
+    t0 = time.perf_counter()
+    for c in sorted(cs):
+        clf = fit_logreg(features.train, c, max_iter=max_iter, tol=tol, warm=clf)
+        metrics = probe_metrics(clf, features, bundle)
+        scores[c] = metrics[id_val]
+        if best is None or metrics[id_val] > best[2][id_val]:
+            best = (c, copy.deepcopy(clf), metrics)  # the next C warm-starts from clf in place
+    if best is None:
+        raise ValueError("choose_c needs at least one C")
+    return ProbeFit(best[0], best[1], best[2], time.perf_counter() - t0, scores)
+
+
+def install_head(built: BuiltModel, clf: LogisticRegression) -> None:
+    """Copy the regression into the model's head, so that the model's logits order classes as the regression's.
+
+    Two classes: sklearn keeps one weight vector w for class 1; the head gets -w/2 and w/2, whose softmax equals
+    the regression's sigmoid. A class the training subset lacks gets zero weight and a bias that never wins.
+    """
+    head = head_module(built)
+    coef = np.asarray(clf.coef_, dtype=np.float64)
+    intercept = np.asarray(clf.intercept_, dtype=np.float64)
+    classes = [int(c) for c in clf.classes_]
+    if coef.shape[0] == 1:  # binary
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.concatenate([-intercept / 2, intercept / 2])
+    out_classes, in_features = head.weight.shape[0], head.weight[0].numel()  # a 1x1 conv head: (C, D, 1, 1)
+    if coef.shape[1] != in_features:
+        raise ValueError(f"probe features have {coef.shape[1]} dims, the head takes {in_features}")
+    weight = torch.zeros(out_classes, in_features, dtype=head.weight.dtype)
+    bias = torch.full((out_classes,), ABSENT_CLASS_BIAS, dtype=head.bias.dtype)
+    for row, cls in enumerate(classes):
+        weight[cls] = torch.as_tensor(coef[row], dtype=weight.dtype)
+        bias[cls] = float(intercept[row])
+    with torch.no_grad():
+        head.weight.copy_(weight.view_as(head.weight))
+        head.bias.copy_(bias)
+
+
+def fit_lp_ft_head(config: TrialConfig, built: BuiltModel, bundle: DatasetBundle, device: torch.device) -> ProbeFit:
+    """LP-FT's first step: the probe method's C chosen on ID validation, installed as the model's head."""
+    method = catalog.get_method(config.method)
+    if not method.lp_ft:
+        raise ValueError(f"method {config.method!r} has no lp_ft")
+    probe = catalog.get_method(method.lp_ft["probe"])
+    features, _ = cached_features(config, built, bundle, device)
+    fit = choose_c(features, bundle, probe.lr_grid, **_options(probe))
+    install_head(built, fit.model)
+    return fit
+
+
+def _param_counts(built: BuiltModel, clf: LogisticRegression) -> tuple[int, int]:
+    trained = int(np.asarray(clf.coef_).size + np.asarray(clf.intercept_).size)
+    head = {id(p) for p in head_module(built).parameters()}
+    frozen = sum(p.numel() for p in built.module.parameters() if id(p) not in head)
+    return trained, frozen
+
+
+def run_linear_probe_trial(config: TrialConfig, report: ReportCallable) -> TrialSummary:
+    """One C of the linear probe's grid: fit on the cached features and report it as the trial's one epoch."""
+    method = catalog.get_method(config.method)
+    dset = catalog.get_dataset(config.dataset)
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    reset_peak_memory(device)
+    built, bundle = load_model_and_data(
+        config.model,
+        config.dataset,
+        data_root=config.data_root,
+        device=device,
+        seed=config.seed,
+        weights=config.weights,
+        weights_root=config.weights_root,
+        pretrained=config.pretrained,
+        max_train_images=config.max_train_images,
+        max_eval_images=config.max_eval_images,
+    )
+    t0 = time.perf_counter()
+    features, _ = cached_features(config, built, bundle, device)
+    t_fit = time.perf_counter()
+    clf = fit_logreg(features.train, config.lr, **_options(method, config.method_options))
+    fit_s = time.perf_counter() - t_fit
+    split_metrics = probe_metrics(clf, features, bundle)
+    train_loss = float(log_loss(features.train.y, clf.predict_proba(features.train.x), labels=clf.classes_))
+    trained, frozen = _param_counts(built, clf)
+    epoch = EpochReport(
+        epoch=1,
+        status=TrialStatus.COMPLETED,
+        train_loss=train_loss,
+        lr_now=config.lr,
+        **{m: split_metrics.get(dset.metrics[m]) for m in METRICS},
+        split_metrics=split_metrics,
+        epoch_time_s=time.perf_counter() - t0,
+        train_time_s=fit_s,
+        train_images_per_s=len(features.train.y) / fit_s if fit_s > 0 else 0.0,
+        optimizer_state_bytes=0,
+        peak_memory_bytes=peak_memory_bytes(),
+        trainable_params=trained,
+        frozen_params=frozen,
+        best_epoch=1,
+        is_best=True,
+    )
+    report(epoch, None)
+    return summarize_trial([epoch.to_dict()], status=TrialStatus.COMPLETED, epochs_planned=1)
