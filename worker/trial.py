@@ -362,17 +362,19 @@ def run_trial(config: TrialConfig, report: ReportCallable, *, resume_from: str |
     A linear probe is one logistic-regression fit instead (`worker.linear_probe`); LP-FT starts from the probe's
     head, fitted before the first epoch (a resumed trial has it in its checkpoint).
     """
-    from worker import linear_probe  # it reuses this module's precision switch
-
     if catalog.get_method(config.method).is_linear_probe:
-        return linear_probe.run_linear_probe_trial(config, report)
+        from worker.linear_probe import run_linear_probe_trial  # scikit-learn, only where a probe runs
+
+        return run_linear_probe_trial(config, report)
     t = _setup(config)
     history: list[dict[str, Any]] = []
     ps: _PhaseState | None = None
     if resume_from is not None:
         history, ps = _resume(t, resume_from)
     elif t.method.lp_ft:
-        linear_probe.fit_lp_ft_head(config, t.built, t.bundle, t.device)
+        from worker.linear_probe import fit_lp_ft_head
+
+        fit_lp_ft_head(config, t.built, t.bundle, t.device)
     ckpt_root = Path(tempfile.mkdtemp(prefix=f"trial-{config.trial_id()}-"))
     try:
         while len(history) < t.epochs:
