@@ -95,7 +95,7 @@ def throughput(model_key: str, precision: str, device: torch.device, data_root: 
         dataset=DATASET,
         method="sgd",
         lr=1e-4,
-        epochs=1,
+        epochs=2,  # the second epoch's rate: the first pays for loader workers and kernel selection
         batch_size=args.batch,
         data_root=str(data_root),
         pretrained=False,
