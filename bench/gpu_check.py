@@ -37,8 +37,9 @@ from worker.config import TrialConfig  # noqa: E402
 from worker.loading import load_model_and_data  # noqa: E402
 from worker.methods import apply_trainable, build_optimizer, plan_phases  # noqa: E402
 from worker.models import create_model  # noqa: E402
+from worker.precision import autocast_for
 from worker.synthetic import generate_benchmark  # noqa: E402
-from worker.trial import autocast_for, run_trial  # noqa: E402
+from worker.trial import run_trial  # noqa: E402
 
 DATASET = "synth_style"
 GFLOP_PER_IMAGE = {"vit_b16_in21k": 106.0, "convnext_b_in22k": 92.0, "tiny_vit": None, "tiny_convnext": None}

@@ -31,6 +31,7 @@ from worker.data import DatasetBundle
 from worker.models import BuiltModel
 from worker.models.families import get_family
 from worker.models.weights import HUB, resolve_weights_path
+from worker.precision import autocast_for
 
 FEATURES_FORMAT = 1
 
@@ -93,8 +94,6 @@ def extract(
     built: BuiltModel, dataset: Dataset, *, device: torch.device, batch_size: int, precision: str = "fp32"
 ) -> SplitFeatures:
     """The head's input for every example of `dataset`, in order, with labels and groups (-1 when none)."""
-    from worker.trial import autocast_for  # the trial loop's own precision switch
-
     captured: list[torch.Tensor] = []
     hook = head_module(built).register_forward_hook(
         lambda _m, inputs, _out: captured.append(inputs[0].flatten(1).float().cpu())

@@ -25,8 +25,8 @@ from worker import catalog
 from worker.config import ReportCallable, TrialConfig
 from worker.data import DatasetBundle, compute_split_metrics
 from worker.features import Features, SplitFeatures, cached_features, head_module
-from worker.loading import load_model_and_data, resolve_device, seed_everything
-from worker.memory import peak_memory_bytes, reset_peak_memory
+from worker.loading import start_trial
+from worker.memory import peak_memory_bytes
 from worker.method_options import LOGREG, resolve_options
 from worker.models import BuiltModel
 from worker.records import METRICS, EpochReport, TrialStatus, TrialSummary
@@ -142,23 +142,7 @@ def run_linear_probe_trial(config: TrialConfig, report: ReportCallable) -> Trial
     """One C of the linear probe's grid: fit on the cached features and report it as the trial's one epoch."""
     method = catalog.get_method(config.method)
     dset = catalog.get_dataset(config.dataset)
-    device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    reset_peak_memory(device)
-    built, bundle = load_model_and_data(
-        config.model,
-        config.dataset,
-        data_root=config.data_root,
-        device=device,
-        seed=config.seed,
-        weights=config.weights,
-        weights_root=config.weights_root,
-        pretrained=config.pretrained,
-        max_train_images=config.max_train_images,
-        max_eval_images=config.max_eval_images,
-    )
+    device, built, bundle = start_trial(config)
     t0 = time.perf_counter()
     features, _ = cached_features(config, built, bundle, device)
     t_fit = time.perf_counter()

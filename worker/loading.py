@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from worker import catalog
+from worker.config import TrialConfig
 from worker.data import DatasetBundle, load_dataset
+from worker.memory import reset_peak_memory
 from worker.models import BuiltModel, create_model
 
 
@@ -57,3 +59,26 @@ def load_model_and_data(
         seed=seed,
     )
     return built, bundle
+
+
+def start_trial(config: TrialConfig) -> tuple[torch.device, BuiltModel, DatasetBundle]:
+    """A trial's start, whatever trains it: its device and threads, seeded generators, a fresh memory peak, and
+    the model and data its config names (the seed also picks the data subsets and a random init)."""
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    reset_peak_memory(device)
+    built, bundle = load_model_and_data(
+        config.model,
+        config.dataset,
+        data_root=config.data_root,
+        device=device,
+        seed=config.seed,
+        weights=config.weights,
+        weights_root=config.weights_root,
+        pretrained=config.pretrained,
+        max_train_images=config.max_train_images,
+        max_eval_images=config.max_eval_images,
+    )
+    return device, built, bundle

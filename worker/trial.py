@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader
 from worker import catalog
 from worker.config import ReportCallable, TrialConfig
 from worker.data import DatasetBundle, compute_split_metrics
-from worker.loading import load_model_and_data, resolve_device, seed_everything
-from worker.memory import peak_memory_bytes, reset_peak_memory
+from worker.loading import start_trial
+from worker.memory import peak_memory_bytes
 from worker.methods import (
     GradualUnfreezer,
     Phase,
@@ -37,6 +37,7 @@ from worker.methods import (
     trainable_param_count,
 )
 from worker.models import BuiltModel
+from worker.precision import autocast_for
 from worker.records import METRICS, EpochReport, TrialStatus, TrialSummary
 from worker.selection import best_epoch, summarize_trial
 
@@ -88,23 +89,7 @@ def _setup(config: TrialConfig) -> _Setup:
             f"method {config.method!r} applies only to families {list(method.families or [])}, "
             f"not {family!r} ({config.model})"
         )
-    device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    reset_peak_memory(device)
-    built, bundle = load_model_and_data(
-        config.model,
-        config.dataset,
-        data_root=config.data_root,
-        device=device,
-        seed=config.seed,
-        weights=config.weights,
-        weights_root=config.weights_root,
-        pretrained=config.pretrained,
-        max_train_images=config.max_train_images,
-        max_eval_images=config.max_eval_images,
-    )
+    device, built, bundle = start_trial(config)
     channels_last = device.type == "cuda" and built.family in ("convnext", "resnetv2")
     if channels_last:
         built.module.to(memory_format=torch.channels_last)
@@ -174,13 +159,6 @@ def _phase_for(t: _Setup, ps: _PhaseState | None, epoch_index: int) -> _PhaseSta
 
 
 # ---- one epoch -------------------------------------------------------------------------------------------------
-
-
-def autocast_for(device: torch.device, precision: str) -> torch.autocast:
-    """The forward passes' arithmetic: bf16 autocast when asked for, else full fp32 (the paper's)."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
 
 
 def train_one_epoch(

@@ -13,10 +13,11 @@ from worker import catalog
 from worker.__main__ import main as worker_main
 from worker.config import TrialConfig
 from worker.models import create_model
+from worker.precision import autocast_for
 from worker.probe import run_probe
 from worker.records import EpochReport, TrialStatus, record_fields
 from worker.synthetic import generate_benchmark
-from worker.trial import CheckpointMismatchError, autocast_for, load_checkpoint, run_trial
+from worker.trial import CheckpointMismatchError, load_checkpoint, run_trial
 
 
 @pytest.fixture(scope="module")
