@@ -286,6 +286,12 @@ def _notes(summaries: list[LrSummary], chosen: LrSummary | None) -> list[str]:
     return notes
 
 
+def _epoch_rule_note(model: str, dataset: str, method: str) -> tuple[str, ...]:
+    if reports_last_epoch(method, dataset):
+        return ("each run reports its last epoch, not its best ID-validation epoch, as the paper's LP-FT does here",)
+    return ()
+
+
 def choose_lr(summaries: Sequence[LrSummary]) -> LrSummary | None:
     """The eligible LR with the best mean ID validation metric; `summaries` ascend by LR, so ties go to the smaller.
 
@@ -326,7 +332,7 @@ def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
         edge_flag=chosen is not None and chosen.lr in (summaries[0].lr, summaries[-1].lr),
         has_diverged=any(s.diverged for s in summaries),
         n_missing=n_missing,
-        notes=tuple(_notes(summaries, chosen)),
+        notes=tuple(_notes(summaries, chosen)) + _epoch_rule_note(*key),
         per_lr=tuple(replace(s, chosen=True) if s is chosen else s for s in summaries),
         stopped_choice=chosen is not None and chosen.stopped_early,
     )

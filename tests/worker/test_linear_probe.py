@@ -171,3 +171,4 @@ def test_lp_ft_on_waterbirds_reports_the_last_epoch_everywhere() -> None:
         epochs = [{**ident, "dataset": dataset, "method": method, **r} for r in rows]
         (cell,) = select_cells([trial], epochs)
         assert cell.mean("id_val") == expected, (dataset, method)
+        assert any("reports its last epoch" in n for n in cell.notes) == (expected == 0.7)
