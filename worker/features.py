@@ -7,7 +7,8 @@ in eval mode with the dataset's test transform, the training split included (no 
 code extracts them. Entries are written atomically under a lock, so concurrent trials on one node compute an
 entry once and never read a partial file.
 
-The cache lives under `$SHIFTSWEEP_CACHE` (default `~/.cache/shiftsweep`) in `features/`.
+The cache lives under `$SHIFTSWEEP_CACHE` (default `~/.cache/shiftsweep`) in `features/` (and LP-FT's chosen heads
+in `heads/`, `worker.linear_probe`).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def extract(
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold `<path>.lock` exclusively: concurrent trials on one node compute a cache entry once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -134,10 +136,8 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _save(path: Path, features: Features) -> None:
-    arrays = {"train_x": features.train.x, "train_y": features.train.y, "train_groups": features.train.groups}
-    for name, split in features.evals.items():
-        arrays |= {f"eval:{name}:x": split.x, f"eval:{name}:y": split.y, f"eval:{name}:groups": split.groups}
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write `arrays` to `path` in one step: a reader sees the whole file or none."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -146,6 +146,13 @@ def _save(path: Path, features: Features) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _save(path: Path, features: Features) -> None:
+    arrays = {"train_x": features.train.x, "train_y": features.train.y, "train_groups": features.train.groups}
+    for name, split in features.evals.items():
+        arrays |= {f"eval:{name}:x": split.x, f"eval:{name}:y": split.y, f"eval:{name}:groups": split.groups}
+    save_npz(path, arrays)
 
 
 def _load(path: Path) -> Features:
@@ -160,7 +167,7 @@ def cached_features(
 ) -> tuple[Features, bool]:
     """The features of the training split and every evaluation split, and whether they came from the cache."""
     path = cache_root() / "features" / f"{config.model}-{config.dataset}-{features_key(config)}.npz"
-    with _locked(path):
+    with locked(path):
         if path.exists():
             return _load(path), True
         if bundle.train_eval is None:

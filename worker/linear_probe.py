@@ -3,12 +3,15 @@
 A `linear_probe` trial fits one C of the method's grid (np.logspace(-7, 2, 50)); the sweep's selection rule then
 chooses C on ID validation, as it chooses an LR. LP-FT fits the whole grid itself, warm-starting each C from the
 last as the paper's code does, keeps the C with the best ID validation metric, and starts fine-tuning from that
-head. Features come from `worker.features`, computed once per (model, dataset) on a node.
+head. Features come from `worker.features`, computed once per (model, dataset) on a node; LP-FT's chosen head is
+cached beside them, so a cell's LRs and seeds fit it once.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -24,7 +27,16 @@ from sklearn.metrics import log_loss
 from worker import catalog
 from worker.config import ReportCallable, TrialConfig
 from worker.data import DatasetBundle, compute_split_metrics
-from worker.features import Features, SplitFeatures, cached_features, head_module
+from worker.features import (
+    Features,
+    SplitFeatures,
+    cache_root,
+    cached_features,
+    features_key,
+    head_module,
+    locked,
+    save_npz,
+)
 from worker.loading import start_trial
 from worker.memory import peak_memory_bytes
 from worker.method_options import LOGREG, resolve_options
@@ -93,16 +105,30 @@ def choose_c(
     return ProbeFit(best[0], best[1], best[2], time.perf_counter() - t0, scores)
 
 
-def install_head(built: BuiltModel, clf: LogisticRegression) -> None:
+@dataclass(frozen=True)
+class Head:
+    """A fitted regression as the model's head needs it, and the C it was fitted at."""
+
+    c: float
+    coef: np.ndarray  # (classes seen, d), or (1, d) for two classes
+    intercept: np.ndarray
+    classes: np.ndarray  # the class ids of the rows
+
+    @classmethod
+    def of(cls, c: float, clf: LogisticRegression) -> Head:
+        return cls(float(c), np.asarray(clf.coef_), np.asarray(clf.intercept_), np.asarray(clf.classes_))
+
+
+def install_head(built: BuiltModel, head_fit: Head) -> None:
     """Copy the regression into the model's head, so that the model's logits order classes as the regression's.
 
     Two classes: sklearn keeps one weight vector w for class 1; the head gets -w/2 and w/2, whose softmax equals
     the regression's sigmoid. A class the training subset lacks gets zero weight and a bias that never wins.
     """
     head = head_module(built)
-    coef = np.asarray(clf.coef_, dtype=np.float64)
-    intercept = np.asarray(clf.intercept_, dtype=np.float64)
-    classes = [int(c) for c in clf.classes_]
+    coef = np.asarray(head_fit.coef, dtype=np.float64)
+    intercept = np.asarray(head_fit.intercept, dtype=np.float64)
+    classes = [int(c) for c in head_fit.classes]
     if coef.shape[0] == 1:  # binary
         coef = np.concatenate([-coef / 2, coef / 2])
         intercept = np.concatenate([-intercept / 2, intercept / 2])
@@ -119,16 +145,35 @@ def install_head(built: BuiltModel, clf: LogisticRegression) -> None:
         head.bias.copy_(bias)
 
 
-def fit_lp_ft_head(config: TrialConfig, built: BuiltModel, bundle: DatasetBundle, device: torch.device) -> ProbeFit:
-    """LP-FT's first step: the probe method's C chosen on ID validation, installed as the model's head."""
+def lp_ft_head(config: TrialConfig, built: BuiltModel, bundle: DatasetBundle, device: torch.device) -> Head:
+    """LP-FT's probe: the probe method's C chosen on ID validation over its grid. Every LR and seed of a cell
+    starts from the same head, so it is fitted once per node and cached beside the features."""
     method = catalog.get_method(config.method)
     if not method.lp_ft:
         raise ValueError(f"method {config.method!r} has no lp_ft")
     probe = catalog.get_method(method.lp_ft["probe"])
-    features, _ = cached_features(config, built, bundle, device)
-    fit = choose_c(features, bundle, probe.lr_grid, **_options(probe))
-    install_head(built, fit.model)
-    return fit
+    options = _options(probe)
+    blob = json.dumps([features_key(config), list(probe.lr_grid), options], sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+    path = cache_root() / "heads" / f"{config.model}-{config.dataset}-{key}.npz"
+    with locked(path):
+        if path.exists():
+            with np.load(path) as z:
+                return Head(float(z["c"]), z["coef"], z["intercept"], z["classes"])
+        features, _ = cached_features(config, built, bundle, device)
+        fit = choose_c(features, bundle, probe.lr_grid, **options)
+        head = Head.of(fit.c, fit.model)
+        save_npz(
+            path, {"c": np.asarray(head.c), "coef": head.coef, "intercept": head.intercept, "classes": head.classes}
+        )
+        return head
+
+
+def fit_lp_ft_head(config: TrialConfig, built: BuiltModel, bundle: DatasetBundle, device: torch.device) -> Head:
+    """LP-FT's first step: the probe's head installed in the model."""
+    head = lp_ft_head(config, built, bundle, device)
+    install_head(built, head)
+    return head
 
 
 def _param_counts(built: BuiltModel, clf: LogisticRegression) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import torch
 from worker import catalog
 from worker.config import TrialConfig
 from worker.features import cached_features, head_module
-from worker.linear_probe import choose_c, fit_logreg, install_head, probe_metrics
+from worker.linear_probe import Head, choose_c, fit_logreg, install_head, lp_ft_head, probe_metrics
 from worker.loading import load_model_and_data
 from worker.records import EpochReport, TrialStatus
 from worker.selection import best_epoch, select_cells, summarize_trial
@@ -99,7 +99,7 @@ def test_the_installed_head_predicts_what_the_regression_does(data_root: Path, d
     built, bundle = _setup(config)
     features, _ = cached_features(config, built, bundle, CPU)
     clf = fit_logreg(features.train, 1.0, max_iter=200)
-    install_head(built, clf)
+    install_head(built, Head.of(1.0, clf))
     head = head_module(built)
     for name in bundle.eval_splits:
         x = torch.as_tensor(features.evals[name].x)
@@ -116,7 +116,7 @@ def test_a_class_the_training_subset_lacks_never_wins(data_root: Path) -> None:
     from worker.features import SplitFeatures
 
     train = SplitFeatures(features.train.x[keep], features.train.y[keep], features.train.groups[keep])
-    install_head(built, fit_logreg(train, 1.0, max_iter=200))
+    install_head(built, Head.of(1.0, fit_logreg(train, 1.0, max_iter=200)))
     head = head_module(built)
     assert torch.all(head.weight[3] == 0) and head.bias[3] < -1e3
 
@@ -155,6 +155,10 @@ def test_lp_ft_starts_from_the_probes_best_head(data_root: Path) -> None:
     fit = choose_c(features, bundle, probe.lr_grid, max_iter=probe.options["max_iter"], tol=probe.options["tol"])
     assert hit  # the trial computed them
     assert reports[0].split_metrics == pytest.approx(fit.split_metrics, abs=1e-9)
+    head = lp_ft_head(config, built, bundle, CPU)  # the trial's head, from the cache: the same C and weights
+    assert head.c == fit.c and np.array_equal(head.coef, fit.model.coef_)
+    heads = list((Path(os.environ["SHIFTSWEEP_CACHE"]) / "heads").glob("tiny_vit-synth_style-*.npz"))
+    assert len(heads) == 1
 
 
 def test_lp_ft_on_waterbirds_reports_the_last_epoch_everywhere() -> None:
