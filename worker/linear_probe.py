@@ -4,7 +4,7 @@ A `linear_probe` trial fits one C of the method's grid (np.logspace(-7, 2, 50));
 chooses C on ID validation, as it chooses an LR. LP-FT fits the whole grid itself, warm-starting each C from the
 last as the paper's code does, keeps the C with the best ID validation metric, and starts fine-tuning from that
 head. Features come from `worker.features`, computed once per (model, dataset) on a node; LP-FT's chosen head is
-cached beside them, so a cell's LRs and seeds fit it once.
+cached beside them, so every LP-FT trial of a model, dataset and seed starts from one fit.
 """
 
 from __future__ import annotations
@@ -146,8 +146,9 @@ def install_head(built: BuiltModel, head_fit: Head) -> None:
 
 
 def lp_ft_head(config: TrialConfig, built: BuiltModel, bundle: DatasetBundle, device: torch.device) -> Head:
-    """LP-FT's probe: the probe method's C chosen on ID validation over its grid. Every LR and seed of a cell
-    starts from the same head, so it is fitted once per node and cached beside the features."""
+    """LP-FT's probe: the probe method's C chosen on ID validation over its grid. Every LR (and LP-FT method) of a
+    model, dataset and seed starts from the same head, so it is fitted once per node and cached beside the
+    features."""
     method = catalog.get_method(config.method)
     if not method.lp_ft:
         raise ValueError(f"method {config.method!r} has no lp_ft")
