@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow.fs as pafs
 import ray
 from ray import tune
 
@@ -32,7 +34,8 @@ from worker.records import EpochReport, TrialStatus
 TRAINABLE_NAME = "shiftsweep_trial"
 TRIAL_FN_KEY = "trial_fn"  # param-space key: "module:function" with worker.trial.run_trial's signature
 DEFAULT_TRIAL_FN = "worker.trial:run_trial"
-CHECKPOINTS_TO_KEEP = 2
+log = logging.getLogger(__name__)
+CHECKPOINTS_TO_KEEP = 1  # resume needs only a trial's latest; an ended trial's is deleted (its rows are in Parquet)
 _TUNER_STATE = "tuner.pkl"
 _EXPERIMENT_STATE_PREFIX = "experiment_state-"
 
@@ -146,6 +149,17 @@ def _error_text(trial: Any) -> str:
     return str(stored or "the trial failed without an error message")
 
 
+def _drop_checkpoints(trial: Any) -> None:
+    """Delete an ended trial's checkpoints: nothing resumes it, and a sweep would otherwise keep one per trial."""
+    try:
+        fs, root = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+        for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                fs.delete_dir(info.path)
+    except Exception as e:  # noqa: BLE001 - disk space, not results, is at stake
+        log.warning("checkpoints of trial %s not deleted: %s: %s", trial.trial_id, type(e).__name__, e)
+
+
 class _ResultsCallback(tune.Callback):
     """Forwards trial start, epoch results, completion and errors to the sink registered under `key`.
 
@@ -194,6 +208,7 @@ class _ResultsCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.sink.finish(self._id(trial))
+        _drop_checkpoints(trial)  # a failed trial keeps its own: Tune's retries and a resume start from it
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.sink.finish(self._id(trial), error=_error_text(trial))
