@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
 
 from orchestrator import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA, Location, read_epochs, read_probe, read_trials
+from worker import catalog
 from worker.config import PAPER_PRECISION
+from worker.records import CONSTANT_SUFFIX, METRICS
 from worker.selection import EPOCH_COLUMNS, CellResult, Progress, select_cells, sweep_progress
 
 
@@ -24,7 +27,27 @@ class SweepData:
 
     @cached_property
     def cells(self) -> list[CellResult]:
-        return select_cells(self.trials.to_pylist(), self.epochs.select(list(EPOCH_COLUMNS)).to_pylist())
+        cells = select_cells(self.trials.to_pylist(), self.epochs.select(list(EPOCH_COLUMNS)).to_pylist())
+        return [replace(c, chance=self.chance.get(c.dataset, {})) for c in cells]
+
+    @cached_property
+    def chance(self) -> dict[str, dict[str, float]]:
+        """Per dataset and metric, the best score of a constant prediction on the sweep's evaluation images, as
+        the worker recorded it beside the metric (`<split>/<metric>@constant`); absent from older sweeps."""
+        out: dict[str, dict[str, float]] = {}
+        columns = self.epochs.select(["dataset", "split_metrics_json"]).to_pylist()
+        for row in columns:
+            d = row["dataset"]
+            if d in out or not row["split_metrics_json"] or CONSTANT_SUFFIX not in row["split_metrics_json"]:
+                continue
+            split_metrics = json.loads(row["split_metrics_json"])
+            try:
+                where = catalog.get_dataset(d).metrics
+            except catalog.CatalogError:
+                continue
+            levels = {m: split_metrics.get(where[m] + CONSTANT_SUFFIX) for m in METRICS}
+            out[d] = {m: float(v) for m, v in levels.items() if v is not None}
+        return out
 
     @cached_property
     def progress(self) -> Progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.schema import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA
-from worker.records import METRICS
+from worker import catalog
+from worker.records import CONSTANT_SUFFIX, METRICS
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 Epoch = tuple[float, float, float]  # (id_val, id_test, ood_test)
@@ -45,6 +47,7 @@ class SweepBuilder:
         trainable: int | None = None,
         trial_metrics: Epoch | None = None,
         precision: str | None = "fp32",
+        chance: Epoch | None = None,
     ) -> str:
         tid = f"{model}-{dataset}-{method}-{lr:g}-{seed}"
         ident = dict(sweep_id="s", trial_id=tid, model=model, dataset=dataset, method=method, lr=lr, seed=seed)
@@ -58,6 +61,11 @@ class SweepBuilder:
         for i, values in enumerate(curve, start=1):
             e = {name: None for name in EPOCHS_SCHEMA.names}
             e.update(ident, epoch=i, **_metrics(values), is_best=False, reported_at=NOW)
+            if chance is not None:  # the worker's split metrics, with the best constant prediction's beside them
+                where = catalog.get_dataset(dataset).metrics
+                split = {where[m]: v for m, v in _metrics(values).items()}
+                split |= {where[m] + CONSTANT_SUFFIX: v for m, v in _metrics(chance).items()}
+                e["split_metrics_json"] = json.dumps(split, sort_keys=True)
             self.epochs.append(e)
         return tid
 

@@ -26,7 +26,7 @@ from sklearn.metrics import log_loss
 
 from worker import catalog
 from worker.config import ReportCallable, TrialConfig
-from worker.data import DatasetBundle, compute_split_metrics
+from worker.data import DatasetBundle, compute_split_metrics, score_split
 from worker.features import (
     Features,
     SplitFeatures,
@@ -72,15 +72,19 @@ def fit_logreg(
     return clf
 
 
-def probe_metrics(clf: LogisticRegression, features: Features, bundle: DatasetBundle) -> dict[str, float]:
-    """Every evaluation split's metrics ("<split>/<metric>") for the probe's predictions."""
+def probe_metrics(
+    clf: LogisticRegression, features: Features, bundle: DatasetBundle, *, constant: bool = False
+) -> dict[str, float]:
+    """Every evaluation split's metrics ("<split>/<metric>") for the probe's predictions; with `constant`, also the
+    best constant prediction's (as a trial reports them)."""
     out: dict[str, float] = {}
     for name, split in bundle.eval_splits.items():
         f = features.evals[name]
-        preds = torch.as_tensor(clf.predict(f.x))
-        out.update(
-            compute_split_metrics(split, preds, torch.as_tensor(f.y), torch.as_tensor(f.groups), bundle.group_weights)
-        )
+        preds, labels, groups = torch.as_tensor(clf.predict(f.x)), torch.as_tensor(f.y), torch.as_tensor(f.groups)
+        if constant:
+            out.update(score_split(split, preds, labels, groups, bundle.group_weights, bundle.num_classes))
+        else:
+            out.update(compute_split_metrics(split, preds, labels, groups, bundle.group_weights))
     return out
 
 
@@ -194,7 +198,7 @@ def run_linear_probe_trial(config: TrialConfig, report: ReportCallable) -> Trial
     t_fit = time.perf_counter()
     clf = fit_logreg(features.train, config.lr, **_options(method, config.method_options))
     fit_s = time.perf_counter() - t_fit
-    split_metrics = probe_metrics(clf, features, bundle)
+    split_metrics = probe_metrics(clf, features, bundle, constant=True)
     train_loss = float(log_loss(features.train.y, clf.predict_proba(features.train.x), labels=clf.classes_))
     trained, frozen = _param_counts(built, clf)
     epoch = EpochReport(

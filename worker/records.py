@@ -39,6 +39,7 @@ TrialStatusName = Literal["pending", "running", "completed", "diverged", "stoppe
 
 METRICS = ("id_val", "id_test", "ood_test")  # fractions in [0, 1]; each dataset maps them to "<split>/<metric>"
 SELECTION_METRIC = "id_val"  # the only metric that chooses anything: epochs, LRs, early stops. Never OOD.
+CONSTANT_SUFFIX = "@constant"  # "<split>/<metric>@constant": the best score of one class predicted for every image
 
 
 def _doc(text: str, default: Any = None) -> Any:

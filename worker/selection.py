@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from worker import catalog
@@ -147,10 +147,16 @@ class CellResult:
     notes: tuple[str, ...]
     per_lr: tuple[LrSummary, ...]
     stopped_choice: bool = False  # no eligible LR ran to the end: the choice is among early-stopped LRs
+    chance: Mapping[str, float] = field(default_factory=dict)  # per metric: the best constant prediction's score
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.model, self.dataset, self.method)
+
+    def at_chance(self, metric: str) -> bool:
+        """The chosen LR's mean is no better than predicting one class for every image."""
+        mean, level = self.mean(metric), self.chance.get(metric)
+        return mean is not None and level is not None and mean <= level + 1e-9
 
     def mean(self, metric: str) -> float | None:
         s = self.metrics.get(metric)

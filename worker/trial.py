@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from worker import catalog
 from worker.config import ReportCallable, TrialConfig
-from worker.data import DatasetBundle, compute_split_metrics
+from worker.data import DatasetBundle, score_split
 from worker.loading import start_trial
 from worker.memory import peak_memory_bytes
 from worker.methods import (
@@ -214,8 +214,13 @@ def evaluate(
             labels.append(torch.as_tensor(y))
             groups.append(torch.as_tensor(g))
         out.update(
-            compute_split_metrics(
-                bundle.eval_splits[name], torch.cat(preds), torch.cat(labels), torch.cat(groups), bundle.group_weights
+            score_split(
+                bundle.eval_splits[name],
+                torch.cat(preds),
+                torch.cat(labels),
+                torch.cat(groups),
+                bundle.group_weights,
+                bundle.num_classes,
             )
         )
     return out

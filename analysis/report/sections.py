@@ -101,7 +101,7 @@ TABLE_LEGEND = (
     'the same model: <span class="d gain">+1.0</span> above SGD, <span class="d loss">\u22121.0</span> below. '
     "Paper: the published number and its change against the paper's SGD. Marks: † chosen LR at an edge of the "
     "grid, * trials without a result, ‡ an LR diverged, § no LR ran to the end (chosen among early-stopped "
-    "trials).</p>"
+    "trials), ○ at or below chance (no better than one class predicted for every image).</p>"
 )
 
 

@@ -77,7 +77,7 @@ def best_table(data: SweepData) -> TableData:
             row.update(
                 ood=pct(b.mean("ood_test")),
                 ood_ci90=pct(b.ci90("ood_test")),
-                marks=cell_marks(b),
+                marks=cell_marks(b, "ood_test"),
                 id=pct(b.mean("id_test")),
                 model=b.model,
                 method=b.method,

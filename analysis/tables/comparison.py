@@ -22,7 +22,7 @@ from worker.selection import CellResult
 BASELINE_METHOD = "sgd"
 ALL_MODELS = "all"  # the model key of the rows that average each method over the sweep's models
 ABLATION_MODEL = "clip_vit_b16"  # the paper's ablation model, preferred when a sweep holds several
-MARK_EDGE, MARK_MISSING, MARK_DIVERGED, MARK_STOPPED = "†", "*", "‡", "§"
+MARK_EDGE, MARK_MISSING, MARK_DIVERGED, MARK_STOPPED, MARK_CHANCE = "†", "*", "‡", "§", "○"
 METRIC_FIELD = {"ood": "ood_test", "id": "id_test"}
 METRIC_LABEL = {"ood": "OOD", "id": "ID"}
 
@@ -30,7 +30,8 @@ MARKS_LEGEND = (
     f"Marks: {MARK_EDGE} chosen LR at the edge of the LRs run; "
     f"{MARK_MISSING} trials without a result (pending, running, failed or cancelled), or no result at all (—); "
     f"{MARK_DIVERGED} an LR diverged and was not chosen; "
-    f"{MARK_STOPPED} no LR ran to the end: chosen among early-stopped trials, on an early epoch."
+    f"{MARK_STOPPED} no LR ran to the end: chosen among early-stopped trials, on an early epoch; "
+    f"{MARK_CHANCE} at or below chance: no better than predicting one class for every image."
 )
 LEGEND = (
     "Cells: ours in percent (±90% interval over seeds), marks, Δ change against SGD on the same model, "
@@ -47,12 +48,14 @@ def pct(v: float | None) -> float | None:
     return None if v is None else 100.0 * v
 
 
-def cell_marks(c: CellResult) -> str:
+def cell_marks(c: CellResult, metric: str | None = None) -> str:
+    """The cell's marks; with `metric`, also whether that metric's value is at or below chance."""
     return (
         (MARK_EDGE if c.edge_flag else "")
         + (MARK_MISSING if c.status != "ok" else "")
         + (MARK_DIVERGED if c.has_diverged else "")
         + (MARK_STOPPED if c.stopped_choice else "")
+        + (MARK_CHANCE if metric is not None and c.at_chance(metric) else "")
     )
 
 
@@ -60,7 +63,7 @@ def dataset_columns(d: str) -> list[Column]:
     return [
         Column(d, "float", f"ours on {d}, percent"),
         Column(f"{d}_ci90", "float", "90% interval, percent; empty for one seed"),
-        Column(f"{d}_marks", "str", "edge LR / missing trials / diverged LR / chosen among early-stopped LRs marks"),
+        Column(f"{d}_marks", "str", "edge LR / missing trials / diverged LR / early-stopped choice / at-chance marks"),
         Column(f"{d}_vs_sgd", "float", "ours minus SGD on the same model, points"),
         Column(f"{d}_paper", "float", "the paper's number, percent"),
         Column(f"{d}_paper_ci90", "float", "the paper's 90% interval"),
@@ -92,7 +95,7 @@ def _cell_fields(c: CellResult | None, d: str, metric: str) -> dict[str, Any]:
     return {
         d: pct(c.mean(f)),
         f"{d}_ci90": pct(c.ci90(f)),
-        f"{d}_marks": cell_marks(c),
+        f"{d}_marks": cell_marks(c, f),
         f"{d}_lr": c.chosen_lr,
         f"{d}_n_seeds": c.n_seeds,
         f"{d}_status": c.status,

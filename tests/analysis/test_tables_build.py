@@ -288,6 +288,33 @@ def test_a_linear_probe_row_says_its_lr_is_c(tmp_path: Path) -> None:
     assert not any("logistic" in n for n in build_table("ood", _precision_sweep(tmp_path / "x", ["fp32"] * 3)).notes)
 
 
+def test_a_cell_no_better_than_a_constant_prediction_is_marked_in_every_format(tmp_path: Path) -> None:
+    """OOD 55.5 where 55.5% of the OOD images are one class: marked; its ID (above the constant's) is not."""
+    b = SweepBuilder()
+    chance = (0.5, 0.5, 0.555)
+    b.add("tiny_vit", "synth_stain", "sgd", 1e-3, curve=[(0.9, 0.9, 0.555)], chance=chance)
+    b.add("tiny_vit", "synth_stain", "adamw", 1e-4, curve=[(0.9, 0.9, 0.70)], chance=chance)
+    b.add("tiny_vit", "synth_spurious", "sgd", 1e-3, curve=[(0.9, 0.9, 0.0)])  # an older sweep: no levels
+    sweep = b.write(tmp_path)
+    ood = {(r["method"], r["model"]): r for r in (dict(x) for x in build_table("ood", sweep).rows)}
+    assert "○" in ood[("sgd", "tiny_vit")]["synth_stain_marks"]
+    assert "○" not in ood[("adamw", "tiny_vit")]["synth_stain_marks"]
+    assert "○" not in ood[("sgd", "tiny_vit")]["synth_spurious_marks"]  # no recorded level, no claim
+    assert not any("○" in (r["synth_stain_marks"] or "") for r in build_table("id", sweep).rows)
+    for fmt in list_formats():
+        content, _ = render_table("ood", sweep, fmt)
+        if fmt == "parquet":
+            marks = pq.read_table(io.BytesIO(content)).column("synth_stain_marks").to_pylist()
+            assert any("○" in (m or "") for m in marks)
+        elif fmt == "latex":
+            assert r"$\circ$" in content.decode()
+        else:
+            assert "○" in content.decode(), fmt
+    assert "○ at or below chance" in build_table("ood", sweep).notes[0]
+    best = {r["dataset"]: r for r in (dict(x) for x in build_table("best", sweep).rows)}
+    assert "○" not in best["synth_stain"]["marks"]  # the best cell is AdamW's 70.0
+
+
 def test_ablation_table_for_one_model_of_several(sweep: Path) -> None:
     t = build_table("ablation", sweep)
     rows = [dict(r) for r in t.rows]

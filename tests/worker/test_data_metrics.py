@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worker.data import EvalSplit, compute_split_metrics
+from worker.data import EvalSplit, compute_split_metrics, score_split
 
 GROUP = ("acc", "weighted_acc", "worst_group_acc")
 
@@ -59,3 +59,16 @@ def test_bad_inputs_are_named() -> None:
         compute_split_metrics(_split(), t(0), t(0), t(-1), {0: 1.0})
     with pytest.raises(ValueError, match="unknown metrics"):
         compute_split_metrics(_split(metrics=("acc", "f1")), t(0), t(0), t(0), None)
+
+
+def test_each_metric_comes_with_the_best_a_constant_prediction_scores() -> None:
+    # 5 of 8 labels are class 1: a constant 1 scores 62.5%; every constant misses a whole group (worst group 0);
+    # the weighted accuracy's best constant is class 0, whose groups weigh 3498 + 184 of 4795
+    labels = t(0, 0, 0, 1, 1, 1, 1, 1)
+    groups = t(0, 0, 1, 2, 3, 3, 3, 3)
+    weights = {0: 3498.0, 1: 184.0, 2: 56.0, 3: 1057.0}
+    out = score_split(_split(), t(1, 1, 1, 1, 1, 1, 1, 1), labels, groups, weights, num_classes=3)
+    assert out["test/acc"] == out["test/acc@constant"] == pytest.approx(5 / 8)
+    assert out["test/worst_group_acc@constant"] == 0.0
+    assert out["test/weighted_acc@constant"] == pytest.approx((3498 + 184) / (3498 + 184 + 56 + 1057))
+    assert set(out) == {f"test/{m}{s}" for m in GROUP for s in ("", "@constant")}

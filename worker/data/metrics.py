@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from worker.data.bundle import ACC, GROUP_METRICS, WEIGHTED_ACC, WORST_GROUP_ACC, EvalSplit
+from worker.records import CONSTANT_SUFFIX
 
 
 def _group_accuracies(correct: torch.Tensor, groups: torch.Tensor) -> dict[int, float]:
@@ -70,4 +71,28 @@ def compute_split_metrics(
             out[f"{split.name}/{WEIGHTED_ACC}"] = _weighted(per_group, group_weights, split.name)
         if WORST_GROUP_ACC in split.metrics:
             out[f"{split.name}/{WORST_GROUP_ACC}"] = min(per_group.values())
+    return out
+
+
+def score_split(
+    split: EvalSplit,
+    preds: torch.Tensor,
+    labels: torch.Tensor,
+    groups: torch.Tensor,
+    group_weights: dict[int, float] | None,
+    num_classes: int,
+) -> dict[str, float]:
+    """The split's metrics, and beside each the best any constant prediction scores on the same images.
+
+    A model at or below that level has learned nothing the metric can see (55.5% where 55.5% of the images are
+    one class; a worst-group accuracy of 0 where every constant misses a whole group): the tables mark such cells.
+    """
+    out = compute_split_metrics(split, preds, labels, groups, group_weights)
+    labels, groups = torch.as_tensor(labels), torch.as_tensor(groups)
+    best: dict[str, float] = {}
+    for c in range(num_classes):
+        constant = torch.full_like(labels, c)
+        for key, value in compute_split_metrics(split, constant, labels, groups, group_weights).items():
+            best[key] = max(best.get(key, value), value)
+    out.update({key + CONSTANT_SUFFIX: value for key, value in best.items()})
     return out
