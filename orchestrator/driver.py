@@ -144,16 +144,6 @@ class _TermAsInterrupt:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def _write_final_report(sweep_dir: Location, sweep_id: str, outcome_state: str) -> None:
-    """report.html beside the Parquet files, as the sweep ended; a report that cannot be drawn never fails it."""
-    from analysis.report import write_report  # the tables and plots: needed only at the end
-
-    try:
-        write_report(sweep_dir, sweep_id=sweep_id, state=outcome_state, dashboard_url=None, live=False)
-    except Exception as e:  # noqa: BLE001 - the results are safe; the API draws the report on request
-        log.warning("report.html not written: %s: %s", type(e).__name__, e)
-
-
 def run_sweep(
     spec: SweepSpec | None,
     sweep_id: str,
@@ -207,7 +197,6 @@ def run_sweep(
     error = f"{type(failure).__name__}: {failure}" if failure is not None else None
     outcome_state = "failed" if failure is not None else "cancelled" if interrupted else "finished"
     state.end(outcome_state, error=error)
-    _write_final_report(sweep_dir, sweep_id, outcome_state)
     if failure is not None:
         raise SweepFailedError(f"sweep {sweep_id} failed: {error}") from failure
     return SweepOutcome(outcome_state, store.counts(), sweep_dir.uri, error)

@@ -19,6 +19,7 @@ import yaml
 
 from api import ACTIVE_STATES, TERMINAL_STATES
 from api.server.errors import Conflict, Invalid, NotFound, Unavailable, quoted
+from api.server.final_report import FinalReports
 from api.server.jobs import BackendTimeout, BackendUnavailable, JobBackend, JobExistsError
 from api.server.reconcile import decide
 from api.server.registry import (
@@ -65,6 +66,7 @@ class SweepService:
         self.files = files
         self._locks: dict[str, threading.Lock] = {}  # one per sweep: its cancel / resume decisions, one at a time
         self._locks_guard = threading.Lock()
+        self.reports = FinalReports()
 
     def _lock(self, sweep_id: str) -> threading.Lock:
         """This process's lock for one sweep; other processes are kept out by the registry's conditional updates."""
@@ -258,7 +260,27 @@ class SweepService:
                 self.files.mark_lost(record.id, state, error)
             except (OSError, ValueError) as e:
                 log.warning("sweep %s: its files could not be marked %s: %s", record.id, state, e)
+            dashboard = self.backend.job_url(record.job_id) if record.job_id else None
+            threading.Thread(
+                target=self._save_report, args=(new, dashboard), name=f"report-{record.id}", daemon=True
+            ).start()  # drawing takes seconds: not on the request that noticed the end
         return new
+
+    def _save_report(self, record: SweepRecord, dashboard_url: str | None) -> None:
+        try:
+            self.final_report(record, dashboard_url)
+        except Exception as e:  # noqa: BLE001 - the results are safe; GET /report draws the page on request
+            log.warning("sweep %s: report.html not written: %s: %s", record.id, type(e).__name__, e)
+
+    def final_report(self, record: SweepRecord, dashboard_url: str | None) -> str:
+        """An ended sweep's report.html, drawn once and saved beside its results."""
+        return self.reports.page(
+            self.files.checked_dir(record.id),
+            sweep_id=record.id,
+            state=record.status,
+            ended_at=record.updated_at.timestamp(),
+            dashboard_url=dashboard_url,
+        )
 
     def get(self, sweep_id: str) -> tuple[SweepRecord, str | None]:
         return self.reconcile(self.record(sweep_id))

@@ -102,8 +102,6 @@ def test_small_sweep_runs_to_completion(ray_address: str, data_root: Path, tmp_p
     assert driver["state"] == "finished" and list(driver["probe_errors"]) == ["tiny_vit/synth_spurious"]
     assert (sweep / "spec.yaml").exists() and (sweep / "tune").is_dir()
     assert not list((sweep / "tune").glob("*/checkpoint_*"))  # ended trials keep no checkpoint; failed ones had none
-    report = (sweep / "report.html").read_text()  # written by the driver as the sweep ended
-    assert 'data-state="finished"' in report and "Table 1" in report
 
 
 def test_a_linear_probe_and_lp_ft_run_through_tune(ray_address: str, data_root: Path, tmp_path: Path) -> None:

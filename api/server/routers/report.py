@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
@@ -12,7 +10,6 @@ import analysis as report
 from api.server.deps import ReadAccess, ServiceDep
 from api.server.errors import NotFound, quoted
 from api.server.routers.sweeps import ERRORS
-from orchestrator import DRIVER_FILE, EPOCHS_FILE, PROBE_FILE, TRIALS_FILE, Location
 
 router = APIRouter(prefix="/sweeps/{sweep_id}", tags=["report"], dependencies=[ReadAccess])
 
@@ -24,26 +21,12 @@ async def get_report(sweep_id: str, service: ServiceDep) -> HTMLResponse:
     also saved as report.html beside the Parquet files."""
     record, job_status = await run_in_threadpool(service.get, sweep_id)
     sweep_dir = service.files.checked_dir(sweep_id)
-    saved = service.files.file(sweep_id, report.REPORT_FILE)
-    if not record.active and _up_to_date(saved, record.updated_at.timestamp()):
-        return HTMLResponse(await run_in_threadpool(saved.read_text, encoding="utf-8"))
     detail = await run_in_threadpool(service.detail, record, job_status)
-    kwargs = dict(sweep_id=sweep_id, state=record.status, dashboard_url=detail.dashboard_url, live=record.active)
-    page = await run_in_threadpool(lambda: report.render_report(sweep_dir, **kwargs))
     if not record.active:
-        await run_in_threadpool(Location(sweep_dir).write_bytes, report.REPORT_FILE, page.encode("utf-8"))
+        return HTMLResponse(await run_in_threadpool(service.final_report, record, detail.dashboard_url))
+    kwargs = dict(sweep_id=sweep_id, state=record.status, dashboard_url=detail.dashboard_url, live=True)
+    page = await run_in_threadpool(lambda: report.render_report(sweep_dir, **kwargs))
     return HTMLResponse(page)
-
-
-def _up_to_date(saved: Path, ended_at: float) -> bool:
-    """Whether the saved report.html was written after the sweep ended and after every file it is drawn from."""
-    try:
-        written = saved.stat().st_mtime
-    except OSError:
-        return False
-    inputs = [saved.with_name(name) for name in (TRIALS_FILE, EPOCHS_FILE, PROBE_FILE, DRIVER_FILE)]
-    newest = max([ended_at, *(p.stat().st_mtime for p in inputs if p.exists())])
-    return written >= newest
 
 
 @router.get("/plots", responses=ERRORS)

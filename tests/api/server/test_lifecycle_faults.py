@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -190,6 +191,31 @@ def test_a_dead_driver_leaves_files_that_say_so(client: TestClient, backend: Fak
     assert sid in by_status["failed"]
     trials = client.get(f"{SWEEPS}/{sid}/trials", params={"status": "failed"}).json()["data"]
     assert len(trials) == 1 and "\n" not in trials[0]["error"]
+    assert 'data-state="failed"' in _saved_report(settings.storage / sid)
+
+
+def _saved_report(sweep_dir: Path, timeout_s: float = 60.0) -> str:
+    """report.html, which the service draws in the background once it has recorded the sweep's end."""
+    deadline = time.monotonic() + timeout_s
+    while not (sweep_dir / "report.html").exists():
+        assert time.monotonic() < deadline, f"no report.html in {sweep_dir} after {timeout_s} s"
+        time.sleep(0.05)
+    return (sweep_dir / "report.html").read_text()
+
+
+def test_a_finished_sweep_gets_its_report_html_without_anyone_asking(
+    client: TestClient, backend: FakeJobBackend, settings: Settings
+):
+    sid = client.post(SWEEPS, json=spec_body()).json()["id"]
+    spec = client.get(f"{SWEEPS}/{sid}").json()["spec"]
+    write_results(settings.storage, sid, spec, done=2)
+    write_driver(settings.storage, sid, "finished")
+    backend.set_status(sid, "SUCCEEDED")
+    assert client.get(f"{SWEEPS}/{sid}").json()["status"] == "finished"  # a status read notices the end
+    page = _saved_report(settings.storage / sid)
+    assert 'data-state="finished"' in page and "Table 1" in page
+    served = client.get(f"{SWEEPS}/{sid}/report")
+    assert served.status_code == 200 and 'data-state="finished"' in served.text
 
 
 def test_a_submit_stuck_on_the_cluster_holds_no_other_sweep(grace_settings: Settings):
