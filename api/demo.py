@@ -189,7 +189,8 @@ class Demo:
         print(
             f"   tables:  shiftsweep tables {sweep_id} <ood|id|ablation|best|memory|probe> --format md|csv|latex|json"
         )
-        print(f"   report:  {self.env['SHIFTSWEEP_URL']}/api/v1/sweeps/{sweep_id}/report (while the API runs)")
+        self.cli("report", sweep_id, "--out", str(sweep_dir / "report.html"), capture=True)  # the final page
+        print(f"   report:  {sweep_dir}/report.html (a file: it stays after the demo; open it in a browser)")
 
 
 def main(argv: list[str] | None = None) -> int:
