@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/orchestration_overhead.py
 	$(BIN)/python bench/early_stopping.py
 	$(BIN)/python bench/lars_trust.py
+	$(BIN)/python bench/gpu_check.py
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/service_limits.py
 
