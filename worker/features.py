@@ -92,7 +92,13 @@ def head_module(built: BuiltModel) -> torch.nn.Linear | torch.nn.Conv2d:
 
 @torch.inference_mode()
 def extract(
-    built: BuiltModel, dataset: Dataset, *, device: torch.device, batch_size: int, precision: str = "fp32"
+    built: BuiltModel,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    precision: str = "fp32",
+    num_workers: int = 0,
 ) -> SplitFeatures:
     """The head's input for every example of `dataset`, in order, with labels and groups (-1 when none)."""
     captured: list[torch.Tensor] = []
@@ -106,7 +112,15 @@ def extract(
     try:
         # its own generator: a loader draws a seed from the global one, and a cache hit must leave the trial's
         # random stream exactly where a miss does
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator(),
+        )
+        for batch in loader:
             images, labels = batch[0], batch[1]
             groups = batch[2] if len(batch) > 2 else torch.full_like(torch.as_tensor(labels), -1)
             with autocast_for(device, precision):
@@ -173,7 +187,7 @@ def cached_features(
         if bundle.train_eval is None:
             raise ValueError(f"dataset {config.dataset!r} has no training split in its test transform to probe")
         batch = max(config.batch_size, 128)
-        kw = {"device": device, "batch_size": batch, "precision": config.precision}
+        kw = {"device": device, "batch_size": batch, "precision": config.precision, "num_workers": config.num_workers}
         features = Features(
             train=extract(built, bundle.train_eval, **kw),
             evals={name: extract(built, split.dataset, **kw) for name, split in bundle.eval_splits.items()},
