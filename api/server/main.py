@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from api import API_PREFIX
+from api.server.docs import mount_docs
 from api.server.errors import ApiError
 from api.server.file_cache import FileCache
 from api.server.jobs import JobBackend, RayJobBackend
@@ -116,10 +117,12 @@ def create_app(
         version="0.1.0",
         description="Fine-tuning method comparisons across pretrained vision models and distribution shifts, "
         "run as Ray Jobs. Mutating endpoints need `Authorization: Bearer <token>` when the service has one.",
-        docs_url="/docs",
+        docs_url=None,  # mount_docs serves it with local files; FastAPI's own pages load them from a CDN
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=_lifespan,
     )
+    mount_docs(app, openapi_url=f"{API_PREFIX}/openapi.json", title="shiftsweep API")
     app.state.settings = settings
     app.state.service = SweepService(settings, repository, backend, files)
     for router in (sweeps.router, trials.router, results.router, report.router, catalog.router, health.router):

@@ -80,3 +80,14 @@ def test_traversal_over_http_is_refused(client: TestClient, settings: Settings, 
     for path in ("/results/trials.parquet", "/trials", "/tables/ood", ""):
         r = client.get(f"{SWEEPS}/{sid}{path}")
         assert r.status_code == 400 and "outside the storage" in r.json()["detail"], path
+
+
+def test_the_docs_page_works_offline(anon: TestClient):
+    """Swagger UI's files are the service's own: no CDN, so /docs is not a blank page without internet."""
+    page = anon.get("/docs")
+    assert page.status_code == 200 and "/api/v1/openapi.json" in page.text
+    assert "cdn.jsdelivr" not in page.text and "https://" not in page.text.split("<body>", 1)[-1]
+    for asset, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
+        r = anon.get(f"/docs-assets/{asset}")
+        assert r.status_code == 200 and kind in r.headers["content-type"] and len(r.content) > 10_000, asset
+    assert anon.get("/redoc").status_code == 404  # FastAPI's ReDoc page would load from a CDN: not served
