@@ -66,7 +66,7 @@ class Demo:
         self.env = dict(os.environ)
 
     # -- preparation (cached across runs) ----------------------------------------------------------
-    def prepare(self) -> float:
+    def prepare(self) -> None:
         from worker.pretrain import pretrain_backbone
         from worker.synthetic import generate_benchmark
 
@@ -84,7 +84,6 @@ class Demo:
             state = "cached" if res.reused else "pretrained now"
             print(f"   {key:14s} {state:15s} source val acc {res.val_acc:.3f} ({res.optimizer}, {res.seconds:.0f} s)")
         print(f"   pretraining time this run: {pretrain_s:.1f} s (0 when every backbone was cached)")
-        return time.perf_counter() - t
 
     # -- services ----------------------------------------------------------------------------------
     def _ray_token(self) -> Path:
@@ -193,6 +192,15 @@ class Demo:
         print(f"   report:  {sweep_dir}/report.html (a file: it stays after the demo; open it in a browser)")
 
 
+def wall_time_line(preparation_s: float, run_s: float, shutdown_s: float) -> str:
+    """The demo's wall time and its parts, rounded so that the parts add up to the total as printed."""
+    parts = [round(preparation_s), round(run_s), round(shutdown_s)]
+    return (
+        f"demo wall time (install excluded): {sum(parts)} s = preparation {parts[0]} s (imports, data, "
+        f"pretraining) + services, sweep and tables {parts[1]} s + stopping the API and Ray {parts[2]} s"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m api.demo", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="where data, weights and results go")
@@ -204,27 +212,26 @@ def main(argv: list[str] | None = None) -> int:
     demo.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    paused = 0.0
     try:
-        prep_s = demo.prepare()
+        demo.prepare()
+        t_prepared = time.perf_counter()
         with ExitStack() as stack:
-            t_run = time.perf_counter()
             demo.start_ray(stack)
             demo.start_api(stack)
             sweep_id = demo.run_sweep()
             demo.show_results(sweep_id)
-            run_s = time.perf_counter() - t_run
+            t_shown = time.perf_counter()
             if args.keep_running:
                 print("\nRay and the API stay up; Ctrl-C stops them.")
                 signal.pause()
+                paused = time.perf_counter() - t_shown
             _step("stopping the API and Ray")
+        t_end = time.perf_counter()
     except KeyboardInterrupt:
         print("\ninterrupted: the API and Ray were stopped", file=sys.stderr)
         return 130
-    total = time.perf_counter() - t0
-    print(
-        f"\ndemo wall time (install excluded): {total:.0f} s = preparation {prep_s:.0f} s "
-        f"(pretraining included) + services and sweep {run_s:.0f} s"
-    )
+    print("\n" + wall_time_line(t_prepared - t0, t_shown - t_prepared, t_end - t_shown - paused))
     return 0
 
 
