@@ -153,6 +153,13 @@ class CellResult:
     def key(self) -> tuple[str, str, str]:
         return (self.model, self.dataset, self.method)
 
+    @property
+    def edge_side(self) -> str | None:
+        """ "smallest" or "largest" when the chosen LR is at that edge of the LRs run (of two or more)."""
+        if not self.edge_flag or self.chosen_lr is None or len(self.per_lr) < 2:
+            return None
+        return "smallest" if self.chosen_lr == self.per_lr[0].lr else "largest"
+
     def at_chance(self, metric: str) -> bool:
         """The chosen LR's mean is no better than predicting one class for every image."""
         mean, level = self.mean(metric), self.chance.get(metric)
@@ -254,7 +261,7 @@ def _missing_text(s: LrSummary) -> str:
 
 
 def _notes(summaries: list[LrSummary], chosen: LrSummary | None) -> list[str]:
-    """At most one line each: no result, diverged LRs, missing trials, an edge or lone LR."""
+    """At most one line each: no result, diverged LRs, missing trials, early-stopped LRs, a lone LR."""
     if chosen is None:
         total: Counter[str] = Counter()
         for s in summaries:
@@ -283,13 +290,9 @@ def _notes(summaries: list[LrSummary], chosen: LrSummary | None) -> list[str]:
                 "an early-stopped LR had a higher ID validation score on an early epoch; "
                 f"lr {format_lr(chosen.lr)}, which ran to the end, is chosen"
             )
-    lrs = [s.lr for s in summaries]
-    if len(lrs) == 1:
+    if len(summaries) == 1:
         notes.append(f"only one LR ({format_lr(chosen.lr)}) was run: the choice is not tested against others")
-    elif chosen.lr in (lrs[0], lrs[-1]):
-        side = "smallest" if chosen.lr == lrs[0] else "largest"
-        notes.append(f"chosen lr {format_lr(chosen.lr)} is the {side} LR run: the best may lie outside the grid")
-    return notes
+    return notes  # a choice at an edge of the grid is `CellResult.edge_side`: the tables list those cells together
 
 
 def _epoch_rule_note(model: str, dataset: str, method: str) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from analysis.sweep_data import SweepData
 from analysis.tables.registry import register
 from analysis.tables.table_data import Column, DisplayColumn, TableData
 from worker import catalog
-from worker.selection import CellResult
+from worker.selection import CellResult, format_lr
 
 BASELINE_METHOD = "sgd"
 ALL_MODELS = "all"  # the model key of the rows that average each method over the sweep's models
@@ -213,14 +213,26 @@ def comparison_rows(
     return rows
 
 
+def _where(c: CellResult) -> str:
+    return " / ".join(
+        [labels.title("model", c.model), labels.title("method", c.method), labels.title("dataset", c.dataset)]
+    )
+
+
 def cell_notes(cells: Iterable[CellResult]) -> list[str]:
-    """Every cell's notes, prefixed with which cell, in table order."""
-    out = []
-    for c in cells:
-        where = " / ".join(
-            [labels.title("model", c.model), labels.title("method", c.method), labels.title("dataset", c.dataset)]
-        )
-        out += [f"{where}: {n}" for n in c.notes]
+    """Every cell's notes, prefixed with which cell, in table order; then one line per edge of the grid naming the
+    cells whose chosen LR sits there (one line, not one per cell)."""
+    cells = list(cells)
+    out = [f"{_where(c)}: {n}" for c in cells for n in c.notes]
+    chosen = sum(1 for c in cells if c.chosen_lr is not None)
+    for side, beyond in (("smallest", "below"), ("largest", "above")):
+        at = [c for c in cells if c.edge_side == side]
+        if at:
+            listed = "; ".join(f"{_where(c)} ({format_lr(c.chosen_lr)})" for c in at if c.chosen_lr is not None)
+            out.append(
+                f"{MARK_EDGE} the chosen LR is the {side} LR run, so the best may lie {beyond} the grid, in "
+                f"{len(at)} of {chosen} cells: {listed}"
+            )
     return out
 
 

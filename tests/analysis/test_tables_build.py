@@ -182,7 +182,10 @@ def test_edge_lr_is_marked(tmp_path: Path) -> None:
     rows = [dict(r) for r in t.rows]
     assert _row(rows, method="sgd")["synth_style_marks"] == "†"
     assert _row(rows, method="adamw")["synth_style_marks"] == "†‡"
-    assert any("chosen lr 1e-3 is the largest LR run" in n for n in t.notes)
+    low, high = [n for n in t.notes if "the chosen LR is the" in n]  # one line per edge, not one per cell
+    assert high.startswith("† the chosen LR is the largest LR run, so the best may lie above the grid, in 1 of 2")
+    assert high.endswith(": tiny ViT / SGD / Synthetic style shift (DomainNet layout) (1e-3)")
+    assert low.endswith("in 1 of 2 cells: tiny ViT / AdamW / Synthetic style shift (DomainNet layout) (1e-6)")
     assert any(
         n.endswith("Synthetic style shift (DomainNet layout): diverged, never chosen: lr 1e-5 (1 of 1)")
         for n in t.notes

@@ -86,8 +86,8 @@ def test_edge_flag(best: float, edge: bool, side: str | None) -> None:
         v = 0.9 if lr == best else 0.5
         b.add("tiny_vit", "synth_style", "sgd", lr, curve=[(v, v, v)])
     c = _one(b)
-    assert c.chosen_lr == best and c.edge_flag is edge
-    assert any(side in n for n in c.notes) if side else not c.notes
+    assert c.chosen_lr == best and c.edge_flag is edge and c.edge_side == side
+    assert not c.notes  # the tables name edge cells together, one line per edge
 
 
 def test_one_lr_only_is_flagged() -> None:
