@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -18,7 +16,7 @@ from api.server.jobs import FakeJobBackend
 from api.server.main import create_app
 from api.server.settings import Settings, get_settings
 from orchestrator.local_cluster import LocalRayNode
-from tests.api.support import TOKEN
+from tests.api.support import TOKEN, wait_until_up
 
 
 @pytest.fixture(autouse=True)
@@ -66,16 +64,8 @@ def ray_dashboard() -> Iterator[str]:
     head = LocalRayNode.start_head(base / "t", base / "ray.log", env=env, num_cpus=2)
     assert head.dashboard_url is not None
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{head.dashboard_url}/api/version", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if not head.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray head did not start:\n{head.log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        url = f"{head.dashboard_url}/api/version"
+        wait_until_up(url, alive=head.alive, log=head.log, what="the Ray head", timeout_s=120)
         yield head.dashboard_url
     finally:
         head.stop()  # the processes this fixture started, nothing else

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from orchestrator import DRIVER_FILE, ResultsStore, load_spec
 from worker.records import EpochReport, TrialStatus
 
 TOKEN = "test-token-0123456789abcdef"
+
+
+def wait_until_up(url: str, *, alive: Callable[[], bool], log: Path, what: str, timeout_s: float) -> None:
+    """Return once `url` answers 200; raise with the last of `log` when the process died or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if not alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 def spec_body(**extra: Any) -> dict[str, Any]:

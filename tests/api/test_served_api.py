@@ -29,7 +29,7 @@ import pytest
 from api.client.cli import main as cli
 from orchestrator.local_cluster import free_port
 from orchestrator.results import read_trials
-from tests.api.support import TOKEN, spec_body, write_results
+from tests.api.support import TOKEN, spec_body, wait_until_up, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = "/api/v1/sweeps"
@@ -77,16 +77,8 @@ class Served:
         cmd = [sys.executable, "-m", "api.client.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/api/v1/openapi.json", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        url = f"{self.url}/api/v1/openapi.json"
+        wait_until_up(url, alive=lambda: self.proc.poll() is None, log=self.log, what="the API", timeout_s=60)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)

@@ -107,18 +107,24 @@ def test_cancel_of_a_sweep_whose_job_never_arrived(grace_settings: Settings):
         assert restarted.post(f"{SWEEPS}/{sid}/cancel").status_code == 409
 
 
-def test_a_submit_that_lands_after_a_cancel_is_stopped(grace_settings: Settings):
-    backend = FakeJobBackend()
-    first, second = _service(grace_settings, backend), _service(grace_settings, backend)
+def _hold_submits(backend: FakeJobBackend, hold_s: float) -> tuple[threading.Event, threading.Event]:
+    """Make the cluster hold each submit until `release` is set (at most `hold_s`); `entered` says one arrived."""
     entered, release = threading.Event(), threading.Event()
     real_submit = backend.submit
 
-    def slow_submit(submission_id: str, args: Sequence[str], env: Mapping[str, str]) -> str:
+    def held_submit(submission_id: str, args: Sequence[str], env: Mapping[str, str]) -> str:
         entered.set()
-        release.wait(10)  # the cluster takes its time; meanwhile another process cancels the sweep
+        release.wait(hold_s)
         return real_submit(submission_id, args, env)
 
-    backend.submit = slow_submit  # type: ignore[method-assign]
+    backend.submit = held_submit  # type: ignore[method-assign]
+    return entered, release
+
+
+def test_a_submit_that_lands_after_a_cancel_is_stopped(grace_settings: Settings):
+    backend = FakeJobBackend()
+    first, second = _service(grace_settings, backend), _service(grace_settings, backend)
+    entered, release = _hold_submits(backend, 10)  # the cluster takes its time; meanwhile another process cancels
     t = threading.Thread(target=first.submit, args=(spec_body(),))
     t.start()
     assert entered.wait(10)
@@ -135,15 +141,7 @@ def test_two_processes_resume_one_sweep_once(grace_settings: Settings):
     one, other = _service(grace_settings, backend), _service(grace_settings, backend)
     record, _ = one.submit(spec_body())
     backend.set_status(record.id, "FAILED")
-    entered, release = threading.Event(), threading.Event()
-    real_submit = backend.submit
-
-    def held_submit(submission_id: str, args: Sequence[str], env: Mapping[str, str]) -> str:
-        entered.set()
-        release.wait(10)
-        return real_submit(submission_id, args, env)
-
-    backend.submit = held_submit  # type: ignore[method-assign]
+    entered, release = _hold_submits(backend, 10)
     t = threading.Thread(target=one.resume, args=(record.id,))
     t.start()
     assert entered.wait(10)  # the first resume has claimed the job name and is talking to the cluster
@@ -222,15 +220,7 @@ def test_a_submit_stuck_on_the_cluster_holds_no_other_sweep(grace_settings: Sett
     backend = FakeJobBackend()
     service = _service(grace_settings, backend)
     other, _ = service.submit(spec_body(name="other"))
-    entered, release = threading.Event(), threading.Event()
-    real_submit = backend.submit
-
-    def stuck_submit(submission_id: str, args: Sequence[str], env: Mapping[str, str]) -> str:
-        entered.set()
-        release.wait(30)
-        return real_submit(submission_id, args, env)
-
-    backend.submit = stuck_submit  # type: ignore[method-assign]
+    entered, release = _hold_submits(backend, 30)
     stuck = threading.Thread(target=service.submit, args=(spec_body(name="stuck"),))
     stuck.start()
     assert entered.wait(10)
