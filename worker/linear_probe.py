@@ -94,19 +94,21 @@ def choose_c(
     """Fit every C in increasing order, each warm-started from the last; keep the best on ID validation (ties: the
     smaller C, the stronger regularisation)."""
     id_val = bundle.entry.metrics["id_val"]
-    best: tuple[float, LogisticRegression, dict[str, float]] | None = None
+    split = bundle.eval_splits[id_val.rsplit("/", 1)[0]]  # the only split that chooses; the others are scored once
+    f = features.evals[split.name]
+    best: tuple[float, LogisticRegression] | None = None
     scores: dict[float, float] = {}
     clf: LogisticRegression | None = None
     t0 = time.perf_counter()
     for c in sorted(cs):
         clf = fit_logreg(features.train, c, max_iter=max_iter, tol=tol, warm=clf)
-        metrics = probe_metrics(clf, features, bundle)
-        scores[c] = metrics[id_val]
-        if best is None or metrics[id_val] > best[2][id_val]:
-            best = (c, copy.deepcopy(clf), metrics)  # the next C warm-starts from clf in place
+        preds, labels, groups = torch.as_tensor(clf.predict(f.x)), torch.as_tensor(f.y), torch.as_tensor(f.groups)
+        scores[c] = compute_split_metrics(split, preds, labels, groups, bundle.group_weights)[id_val]
+        if best is None or scores[c] > scores[best[0]]:
+            best = (c, copy.deepcopy(clf))  # the next C warm-starts from clf in place
     if best is None:
         raise ValueError("choose_c needs at least one C")
-    return ProbeFit(best[0], best[1], best[2], time.perf_counter() - t0, scores)
+    return ProbeFit(best[0], best[1], probe_metrics(best[1], features, bundle), time.perf_counter() - t0, scores)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from worker import catalog
 from worker.config import TrialConfig
 from worker.features import cached_features, head_module
 from worker.linear_probe import Head, choose_c, fit_logreg, install_head, lp_ft_head, probe_metrics
-from worker.loading import load_model_and_data
+from worker.loading import start_trial
 from worker.records import EpochReport, TrialStatus
 from worker.selection import best_epoch, select_cells, summarize_trial
 from worker.synthetic import generate_benchmark
@@ -49,22 +49,14 @@ def _config(data_root: Path, **kw) -> TrialConfig:
 
 
 def _setup(config: TrialConfig):
-    return load_model_and_data(
-        config.model,
-        config.dataset,
-        data_root=config.data_root,
-        device=CPU,
-        seed=config.seed,
-        pretrained=False,
-        max_train_images=config.max_train_images,
-        max_eval_images=config.max_eval_images,
-    )
+    """The model and data a trial of `config` starts from (seeded as the trial seeds them)."""
+    _, built, bundle = start_trial(config)
+    return built, bundle
 
 
 @pytest.mark.parametrize("model", ["tiny_clip_vit", "tiny_vit", "tiny_convnext", "tiny_bit"])
 def test_features_are_what_the_head_sees(data_root: Path, model: str) -> None:
     config = _config(data_root, model=model)
-    torch.manual_seed(0)
     built, bundle = _setup(config)
     features, cached = cached_features(config, built, bundle, CPU)
     assert not cached and features.train.x.shape[0] == 128 and set(features.evals) == set(bundle.eval_splits)
