@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from orchestrator import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA, Location, read_epochs, read_probe, read_trials
 from worker import catalog
@@ -35,16 +36,14 @@ class SweepData:
         """Per dataset and metric, the best score of a constant prediction on the sweep's evaluation images, as
         the worker recorded it beside the metric (`<split>/<metric>@constant`); absent from older sweeps."""
         out: dict[str, dict[str, float]] = {}
-        columns = self.epochs.select(["dataset", "split_metrics_json"]).to_pylist()
-        for row in columns:
-            d = row["dataset"]
-            if d in out or not row["split_metrics_json"] or CONSTANT_SUFFIX not in row["split_metrics_json"]:
-                continue
-            split_metrics = json.loads(row["split_metrics_json"])
+        recorded = self.epochs.filter(pc.match_substring(self.epochs["split_metrics_json"], CONSTANT_SUFFIX))
+        datasets = recorded.column("dataset").to_pylist()
+        for d in dict.fromkeys(datasets):  # the first recorded row of each dataset: its images are the sweep's
             try:
                 where = catalog.get_dataset(d).metrics
             except catalog.CatalogError:
                 continue
+            split_metrics = json.loads(recorded["split_metrics_json"][datasets.index(d)].as_py())
             levels = {m: split_metrics.get(where[m] + CONSTANT_SUFFIX) for m in METRICS}
             out[d] = {m: float(v) for m, v in levels.items() if v is not None}
         return out
