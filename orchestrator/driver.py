@@ -3,7 +3,9 @@
 It expands the grid, lists every trial as pending, runs the probe, then runs the trials through one Tuner,
 with the results store recording as they go. Resuming (same storage, same sweep id) continues Tune's saved
 experiment; a SIGINT or SIGTERM ends the run cleanly: results flushed, unfinished trials marked cancelled,
-Tune's state saved so that a later resume picks them up.
+Tune's state saved so that a later resume picks them up. Extending (same storage and id, a spec whose grid
+holds the old one) adds trials to the same files; `history.json` records when and what. With `reuse`, trials
+that other sweeps of the storage ran to their end are copied instead of run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import yaml
 from orchestrator import tune_runner
 from orchestrator.cell_scheduler import CellScheduler
 from orchestrator.driver_state import DriverState
+from orchestrator.extension import extension_problems, grid_growth, note_reused, record_extension, record_start
 from orchestrator.results import ResultsStore, probe_table, probed_pairs, write_probe
+from orchestrator.reuse import find_finished
 from orchestrator.spec import SweepSpec, SweepSpecError, ValidationProblem, load_spec, validate_spec
 from orchestrator.storage import Location, is_uri
 from worker.config import TrialConfig
@@ -77,22 +81,57 @@ def stored_spec(sweep_dir: Location) -> SweepSpec | None:
     return None if data is None else load_spec(yaml.safe_load(data))
 
 
-def _check_start(spec: SweepSpec | None, sweep_dir: Location, *, resume: bool) -> SweepSpec:
-    """The spec to run: the given one, or on resume the stored one; a resume with a different spec is refused."""
+def _check_start(
+    spec: SweepSpec | None, sweep_dir: Location, *, resume: bool, extend: bool = False
+) -> tuple[SweepSpec, SweepSpec | None]:
+    """(the spec to run, the spec the sweep ran before, if any). A new sweep's id must be free; a resume runs the
+    stored spec, or an equal one; an extension a spec that grows the stored one (`extension.extension_problems`)."""
     previous = stored_spec(sweep_dir)
-    if not resume and (previous is not None or sweep_dir.exists("trials.parquet")):
+    if not (resume or extend) and (previous is not None or sweep_dir.exists("trials.parquet")):
         raise SweepExistsError(f"sweep {sweep_dir.uri} already exists; resume it (--resume) or pick a new sweep id")
     if spec is None:
         if previous is None:
             raise SweepSpecError(
                 [ValidationProblem(field="spec", message=f"no spec given and none in {sweep_dir.uri}")]
             )
-        return previous
-    if previous is not None and previous.fingerprint() != spec.fingerprint():
+        return previous, previous
+    if previous is None or previous.fingerprint() == spec.fingerprint():
+        return spec, previous
+    if not extend:
         raise SweepSpecError(
             [ValidationProblem(field="spec", message=f"differs from the spec this sweep started with ({SPEC_FILE})")]
         )
-    return spec
+    problems = extension_problems(previous, spec)
+    if problems:
+        raise SweepSpecError(problems)
+    return spec, previous
+
+
+def _begin(spec: SweepSpec, previous: SweepSpec | None, sweep_dir: Location) -> None:
+    """Write the spec the sweep now runs, and its history. An extension first removes Tune's experiment, whose
+    trial list is the old grid (the old grid's unfinished trials start again in the new one), and records itself
+    before the spec, so that a driver killed in between records it once when resumed."""
+    sweep_dir.makedirs()
+    if previous is not None and previous.fingerprint() != spec.fingerprint():
+        sweep_dir.child(TUNE_DIR).delete()
+        growth = grid_growth(previous, spec)
+        record_extension(sweep_dir, previous, spec, growth)
+        log.info("sweep %s extended: %s", sweep_dir.uri, growth.describe())
+    elif previous is None:
+        record_start(sweep_dir, spec)
+    sweep_dir.write_bytes(SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode())
+
+
+def _reuse(spec: SweepSpec, sweep_id: str, storage: str | Path, store: ResultsStore, trials: list[TrialConfig]) -> int:
+    """Copy the results of this sweep's unfinished trials that other sweeps of the storage ran to their end."""
+    todo = set(store.unfinished())
+    wanted = {t.trial_id(): t for t in trials if t.trial_id() in todo}
+    copied = 0
+    for found in find_finished(Location(storage), sweep_id, wanted):
+        copied += store.adopt(found.source, found.trial, found.epochs)
+    if copied:
+        log.info("sweep %s: %d trials copied from other sweeps instead of run", sweep_id, copied)
+    return copied
 
 
 def _run_probe(spec: SweepSpec, sweep_id: str, sweep_dir: Location, state: DriverState) -> None:
@@ -150,22 +189,29 @@ def run_sweep(
     storage: str | Path,
     *,
     resume: bool = False,
+    extend: bool = False,
     address: str | None = None,
     verbose: int = 1,
     trial_fn: str = tune_runner.DEFAULT_TRIAL_FN,
 ) -> SweepOutcome:
-    """Run (or resume) one sweep to its end, a cancel, or a failure; the outcome is also in driver.json."""
+    """Run (or resume, or extend) one sweep to its end, a cancel, or a failure; the outcome is also in driver.json.
+
+    `extend`: resume with a spec that may grow the stored one: only trials not yet done run, into the same files.
+    """
     sweep_dir = sweep_location(storage, sweep_id)
-    spec = _check_start(spec, sweep_dir, resume=resume)
+    if extend and stored_spec(sweep_dir) is None:
+        raise SweepSpecError([ValidationProblem(field="sweep_id", message=f"no sweep to extend at {sweep_dir.uri}")])
+    spec, previous = _check_start(spec, sweep_dir, resume=resume, extend=extend)
     problems = validate_spec(spec, check_data=False)
     if problems:
         raise SweepSpecError(problems)
-    sweep_dir.makedirs()
-    sweep_dir.write_bytes(SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode())
+    _begin(spec, previous, sweep_dir)
 
     trials = [] if spec.probe_only else spec.expand()
     state = DriverState(sweep_dir, sweep_id, total_trials=len(trials))
     store = ResultsStore(sweep_dir, sweep_id, trials, on_flush=state.update_counts)
+    if spec.reuse:
+        note_reused(sweep_dir, _reuse(spec, sweep_id, storage, store, trials))
     store.flush()
     interrupted, failure = False, None
     try:
@@ -187,7 +233,7 @@ def run_sweep(
                     verbose=verbose,
                     trial_fn=trial_fn,
                 )
-                tune_runner.run_trials(job, store, resume=resume)  # returns early, not raising, on SIGINT
+                tune_runner.run_trials(job, store, resume=resume or extend)  # returns early, not raising, on SIGINT
     except KeyboardInterrupt:  # outside Tune's loop (probe, setup) or a second interrupt while Tune saved
         interrupted = True
     except Exception as e:  # recorded, then raised for the job's log

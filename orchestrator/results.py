@@ -174,6 +174,19 @@ class ResultsStore:
                 self._drop_epochs_after(trial_id, last.epoch)
         self._set(trial_id, **fields)
 
+    def adopt(self, source: str, trial: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]]) -> bool:
+        """Take a trial's result from sweep `source`, which ran the same trial id to its end; its row then says so.
+        A trial this sweep has already done keeps its own result (False)."""
+        row = self._row(trial["trial_id"])
+        if row["status"] in TrialStatus.DONE:
+            return False
+        kept = ("sweep_id", "config_json", "updated_at")
+        row.update({k: v for k, v in trial.items() if k in row and k not in kept}, reused_from=source)
+        row["updated_at"] = _now()
+        self._epochs[row["trial_id"]] = {e["epoch"]: {**e, "sweep_id": self.sweep_id} for e in epochs}
+        self._dirty = True
+        return True
+
     def cancel_unfinished(self) -> int:
         """Mark every pending or running trial `cancelled` (the sweep was stopped); returns how many."""
         waiting = [t for t, row in self._trials.items() if row["status"] not in TrialStatus.ENDED]

@@ -2,6 +2,7 @@
 
     python -m orchestrator.run --spec configs/sweeps/demo.yaml --sweep-id demo-1 --storage results
     python -m orchestrator.run --sweep-id demo-1 --storage results --resume      # continue where it stopped
+    python -m orchestrator.run --spec grown.yaml --sweep-id demo-1 --storage results --extend  # add to its grid
 
 Exit status: 0 finished, 1 failed, 2 bad arguments or spec, 130 cancelled (SIGINT/SIGTERM).
 """
@@ -26,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-id", required=True, help="names the sweep's directory under --storage")
     p.add_argument("--storage", required=True, help="results root: a directory or a URI such as s3://bucket/prefix")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep with the same id and storage")
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="with --spec: grow the stored sweep to this spec (more seeds, LRs, models, datasets or methods); "
+        "only trials not yet done run, into the same result files. With the stored spec it is a resume",
+    )
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
     p.add_argument(
@@ -41,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.spec is None and not args.resume:
         parser.error("--spec is required unless --resume is given")
+    if args.extend and args.spec is None:
+        parser.error("--extend needs --spec: the grown spec")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("OUTDATED_IGNORE", "1")  # wilds otherwise asks PyPI for its latest version at import
     try:
@@ -50,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             args.sweep_id,
             args.storage,
             resume=args.resume,
+            extend=args.extend,
             address=args.address,
             verbose=0 if args.quiet else 1,
             trial_fn=args.trial_fn,

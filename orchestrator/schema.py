@@ -79,6 +79,7 @@ TRIALS_SCHEMA = pa.schema(
     + record_columns(TrialSummary)
     + [
         later_column("precision", pa.string(), "fp32 or bf16 (autocast); null: recorded before precision was"),
+        later_column("reused_from", pa.string(), "the sweep this trial's result was copied from; null: run here"),
         pa.field("config_json", pa.string()),
         pa.field("updated_at", pa.timestamp("ms", tz="UTC")),
     ]

@@ -133,6 +133,11 @@ class SweepSpec(BaseModel):
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="fp32: full precision, as the paper trained; bf16: autocast, faster on GPUs"
     )
+    reuse: bool = Field(
+        False,
+        description="copy, instead of running, trials that another sweep of the same storage ran to their end "
+        "(same trial id, same data and weights locations); each copied row names its source sweep",
+    )
 
     @field_validator("name", "data_root", "weights_root", "storage")
     @classmethod

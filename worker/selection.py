@@ -385,8 +385,8 @@ def _count(x: Any) -> int:
 
 
 def sweep_progress(trials: Iterable[Row], *, expected_total: int = 0, active: bool = True) -> Progress:
-    """Progress from a sweep's trial rows (the last row per trial counts); `expected_total` trials stand in as
-    pending before any row exists.
+    """Progress from a sweep's trial rows (the last row per trial counts); up to `expected_total` trials, those
+    without a row yet (before the driver's first write, or an extension's) count as pending.
 
     The time left is the work still to run (in trials) times the mean wall time of completed trials, divided
     by the trials running now; None when the sweep is not `active` or nothing has completed yet.
@@ -411,9 +411,14 @@ def sweep_progress(trials: Iterable[Row], *, expected_total: int = 0, active: bo
             remaining += 1.0 - d / p
         if status == TrialStatus.COMPLETED and is_finite(r.get("wall_time_s")):
             walls.append(float(r["wall_time_s"]))
+    missing = max(0, expected_total - len(rows))
+    if missing:  # listed by the spec, not yet by the driver: pending, each as long as the mean listed trial
+        counts[TrialStatus.PENDING] += missing
+        remaining += missing
+        planned += round(missing * planned / len(rows))
     eta = None
     if active and walls:
         parallel = max(1, counts[TrialStatus.RUNNING])
         eta = round(remaining * (sum(walls) / len(walls)) / parallel, 1)
     percent = round(100.0 * settled / planned, 2) if planned else 0.0
-    return Progress(counts, len(rows), done, planned, percent, eta)
+    return Progress(counts, len(rows) + missing, done, planned, percent, eta)

@@ -17,6 +17,7 @@ from pathlib import Path
 from analysis.report.sections import Section, all_sections
 from analysis.sweep_data import load_sweep
 from orchestrator import Location
+from orchestrator.extension import history_lines, read_history
 
 ASSETS = {"report.css": "text/css; charset=utf-8", "report.js": "text/javascript; charset=utf-8"}
 
@@ -74,7 +75,8 @@ def render_report(
     if not sweep_id:
         raise ValueError("sweep_id must be a non-empty string")
     data = load_sweep(sweep_dir)
-    sections = all_sections(data, state=state, dashboard_url=dashboard_url, live=live)
+    history = history_lines(read_history(sweep_dir))
+    sections = all_sections(data, state=state, dashboard_url=dashboard_url, live=live, history=history)
     toc = "".join(f'<a href="#{escape(s.ident)}">{escape(_short(s))}</a>' for s in sections)
     title = f"Sweep {sweep_id} · {state} · shiftsweep"
     now = datetime.now(timezone.utc)
@@ -91,7 +93,7 @@ def render_report(
         '<span id="refresh-status" class="muted" aria-live="polite"></span></div>'
         f'<nav class="toc" aria-label="Sections">{toc}</nav></header>'
         f"<main>{''.join(_section(s) for s in sections)}</main>"
-        "<footer>Built by shiftsweep from the sweep's trials.parquet, epochs.parquet and probe.parquet. "
+        "<footer>Built by shiftsweep from the sweep's trials.parquet, epochs.parquet, probe.parquet and history.json. "
         "Accuracies in percent; each cell's LR chosen on ID validation only.</footer>"
         f"{_script(asset_base) if live else ''}</body></html>\n"
     )

@@ -59,7 +59,15 @@ def _grid(panels: Iterable[str], cls: str = "grid") -> str:
 # ---- progress -----------------------------------------------------------------------------------------------
 
 
-def progress_section(p: Progress, *, state: str, dashboard_url: str | None, notes: Sequence[str] = ()) -> Section:
+def progress_section(
+    p: Progress,
+    *,
+    state: str,
+    dashboard_url: str | None,
+    notes: Sequence[str] = (),
+    history: Sequence[str] = (),
+) -> Section:
+    """`history`: when the sweep started and what each extension added (orchestrator.extension.history_lines)."""
     segments = []
     for status, n in p.counts.items():
         if n and p.total:
@@ -91,6 +99,9 @@ def progress_section(p: Progress, *, state: str, dashboard_url: str | None, note
     if not p.total:
         body += _note("No trials yet: trials.parquet has not been written for this sweep.")
     body += "".join(_note(n) for n in notes)
+    if history:
+        items = "".join(f"<li>{escape(line)}</li>" for line in history)
+        body += f'<h3>History</h3><ol class="history">{items}</ol>'
     return Section("progress", "Progress", body)
 
 
@@ -218,10 +229,14 @@ def memory_section(data: SweepData) -> Section:
     return Section("memory", t.title, "".join(parts))
 
 
-def all_sections(data: SweepData, *, state: str, dashboard_url: str | None, live: bool):
+def all_sections(
+    data: SweepData, *, state: str, dashboard_url: str | None, live: bool, history: Sequence[str] = ()
+) -> list[Section]:
     """Every section in page order."""
     return [
-        progress_section(data.progress, state=state, dashboard_url=dashboard_url, notes=data.precision_notes),
+        progress_section(
+            data.progress, state=state, dashboard_url=dashboard_url, notes=data.precision_notes, history=history
+        ),
         comparison_section(data, "ood"),
         comparison_section(data, "id"),
         lr_section(data),

@@ -3,6 +3,7 @@
     shiftsweep serve --port 8000
     shiftsweep submit configs/sweeps/demo.yaml          # or: --preset demo --set epochs=2 --set seeds=[0,1]
     shiftsweep watch <id>; shiftsweep tables <id> ood --format latex --out table1.tex
+    shiftsweep suggest <id>; shiftsweep extend <id> --set seeds=[0,1,2]   # grow an ended sweep's grid
 
 Every command except `serve` speaks HTTP only. The server and token come from --url / --token or the
 environment (SHIFTSWEEP_URL, SHIFTSWEEP_API_TOKEN). Server errors are printed as the server wrote them,
@@ -159,6 +160,48 @@ def cmd_resume(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _extended(client: ApiClient, sweep_id: str, changes: dict[str, Any], args: argparse.Namespace) -> int:
+    sweep = client.extend(sweep_id, changes)
+    grew = sweep["history"][-1] if sweep.get("history") else "nothing added: the trials not yet done run again"
+    say(f"sweep {sweep['id']}: {sweep['status']} as job {sweep['job_id']}, {sweep['total_trials']} trials in all")
+    say(f"  {grew}")
+    return _watch(client, sweep_id, args) if args.watch else 0
+
+
+def cmd_extend(client: ApiClient, args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    if args.file:
+        path = Path(args.file)
+        try:
+            changes = yaml.safe_load(path.read_text()) if path.is_file() else None
+        except yaml.YAMLError as e:
+            raise UsageError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(changes, dict):
+            raise UsageError(f"{path} must be a file holding a mapping of spec fields")
+    changes.update(parse_overrides(args.set or []))
+    if not changes:
+        raise UsageError("say what to add: --set seeds=[0,1,2], or --file with spec fields (see `shiftsweep suggest`)")
+    return _extended(client, args.sweep_id, changes, args)
+
+
+def cmd_suggest(client: ApiClient, args: argparse.Namespace) -> int:
+    found = client.suggestions(args.sweep_id)
+    if args.json:
+        say(json.dumps(found, indent=1))
+        return 0
+    if not found["data"]:
+        say(f"sweep {args.sweep_id}: nothing to suggest (no edge LRs, intervals apart, no failed trials)")
+        return 0
+    for item in found["data"]:
+        say(f"- {item['kind']}: {item['reason']}")
+    sets = " ".join(f"--set {k}={json.dumps(v, separators=(',', ':'))}" for k, v in found["extension"].items())
+    say(f"together: +{found['trials_added']} trials")
+    if args.extend:
+        return _extended(client, args.sweep_id, found["extension"], args)
+    say(f"to run them: shiftsweep suggest {args.sweep_id} --extend   (or: shiftsweep extend {args.sweep_id} {sets})")
+    return 0
+
+
 def _print_listing(kind: str, listing: dict[str, Any]) -> int:
     """What `tables` and `plot` print without a name: the names the server offers, and their formats."""
     say(f"{kind}: " + ", ".join(listing["data"]))
@@ -252,6 +295,21 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
         sp.add_argument("--timeout", type=float, help="give up after this many seconds")
 
+    s = sub.add_parser("extend", help="grow an ended sweep: more seeds, LRs, models, datasets or methods")
+    s.add_argument("sweep_id")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="replace a top-level spec field (repeatable)")
+    s.add_argument("--file", help="a YAML file of spec fields to replace")
+    s.add_argument("--watch", action="store_true", help="then follow it until it ends")
+
+    s = sub.add_parser("suggest", help="the extension the sweep's tables call for")
+    s.add_argument("sweep_id")
+    s.add_argument("--extend", action="store_true", help="submit it as it is")
+    s.add_argument("--watch", action="store_true", help="with --extend: then follow it until it ends")
+    s.add_argument("--json", action="store_true")
+    for sp in (sub.choices["extend"], sub.choices["suggest"]):
+        sp.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+        sp.add_argument("--timeout", type=float, help="give up after this many seconds")
+
     for name, helptext in (("cancel", "stop a sweep (it can be resumed)"), ("resume", "continue an ended sweep")):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("sweep_id")
@@ -286,6 +344,8 @@ COMMANDS = {
     "watch": cmd_watch,
     "cancel": cmd_cancel,
     "resume": cmd_resume,
+    "extend": cmd_extend,
+    "suggest": cmd_suggest,
     "tables": cmd_tables,
     "download": cmd_download,
     "report": cmd_report,

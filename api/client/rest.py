@@ -91,6 +91,12 @@ class ApiClient:
     def resume(self, sweep_id: str) -> dict[str, Any]:
         return self.request("POST", f"/sweeps/{sweep_id}/resume").json()
 
+    def extend(self, sweep_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/sweeps/{sweep_id}/extend", json=changes).json()
+
+    def suggestions(self, sweep_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/sweeps/{sweep_id}/suggestions").json()
+
     def trials(self, sweep_id: str, **params: Any) -> dict[str, Any]:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", f"/sweeps/{sweep_id}/trials", params=clean).json()

@@ -103,10 +103,12 @@ class SweepRepository(ABC):
         job_ids: tuple[str, ...] | None = None,
         error: str | None = None,
         clear_error: bool = False,
+        spec: dict[str, Any] | None = None,
         expect_status: Collection[str] | None = None,
         expect_job_ids: tuple[str, ...] | None = None,
     ) -> SweepRecord:
-        """Change some fields of a record and stamp `updated_at`; returns the new record.
+        """Change some fields of a record and stamp `updated_at`; returns the new record. `spec`: the grown spec of
+        an extended sweep.
 
         With `expect_status` / `expect_job_ids` the change is made only if the stored record still has one of
         those states / exactly those jobs, in the same transaction (else StaleRecordError): how two requests,
@@ -233,6 +235,7 @@ class SqliteSweepRepository(SweepRepository):
         job_ids: tuple[str, ...] | None = None,
         error: str | None = None,
         clear_error: bool = False,
+        spec: dict[str, Any] | None = None,
         expect_status: Collection[str] | None = None,
         expect_job_ids: tuple[str, ...] | None = None,
     ) -> SweepRecord:
@@ -248,6 +251,9 @@ class SqliteSweepRepository(SweepRepository):
         if error is not None or clear_error:
             sets.append("error = ?")
             args.append(error)  # type: ignore[arg-type]
+        if spec is not None:
+            sets += ["spec_json = ?", "name = ?"]
+            args += [json.dumps(spec, sort_keys=True), str(spec.get("name") or "sweep")]
         where, where_args = ["id = ?"], [sweep_id]
         if expect_status is not None:
             states = sorted(expect_status)

@@ -78,6 +78,26 @@ class SweepDetail(SweepPublic):
     )
     driver: DriverPublic | None
     spec: dict[str, Any]
+    history: list[str] = Field(
+        default_factory=list, description="when the sweep started and what each extension added, oldest first"
+    )
+
+
+class SuggestionPublic(BaseModel):
+    kind: Literal["widen_lrs", "add_seeds", "rerun"] = Field(
+        description="widen_lrs: an LR beyond a grid edge that cells chose; add_seeds: seeds where the best method's "
+        "interval overlaps the runner-up's (or there is none); rerun: cells with failed or cancelled trials"
+    )
+    cells: list[str] = Field(description="model/dataset/method of the cells that call for it")
+    reason: str
+    changes: dict[str, Any] = Field(description="the spec fields this suggestion alone sets")
+
+
+class SuggestionsPublic(BaseModel):
+    sweep_id: str
+    data: list[SuggestionPublic]
+    extension: dict[str, Any] = Field(description="all of them as one body for POST /sweeps/{id}/extend")
+    trials_added: int = Field(description="trials that extension adds to the grid")
 
 
 def _record_fields(record: type) -> dict[str, Any]:
@@ -102,6 +122,7 @@ TrialPublic = create_model(
         **_record_fields(TrialSummary),
         "status": (TrialStatusName, ...),
         "error": (PublicError, Field(None, description="why the trial failed, in one line (trials.parquet has all)")),
+        "reused_from": (str | None, Field(None, description="the sweep its result was copied from; null: run here")),
     },
     updated_at=(datetime | None, None),
 )

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from analysis.suggest import Suggestions, suggest_extension
+from analysis.sweep_data import load_sweep
 from api import ACTIVE_STATES, TERMINAL_STATES
 from api.server.errors import Conflict, Invalid, NotFound, Unavailable, quoted
 from api.server.final_report import FinalReports
@@ -36,6 +38,7 @@ from api.server.settings import Settings
 from api.server.submission import check, check_fits, parse_body, prepare, request_hash
 from api.server.sweep_files import SweepFiles
 from orchestrator import Location, NodeCapacity, SweepSpec, SweepSpecError, load_spec
+from orchestrator.extension import extension_problems
 from worker.catalog import CatalogError
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_IDEMPOTENCY_KEY = 200
 _ID_ATTEMPTS = 5
 MAX_RECONCILED = 10_000  # active sweeps reconciled per listing; far above any real number
+EXTEND_EXAMPLE = '{"seeds": [0, 1, 2], "lrs": {"sgd": [3e-5, 1e-4, 3e-4, 1e-3]}}'
 
 
 @lru_cache(maxsize=4096)
@@ -87,7 +91,8 @@ class SweepService:
             "--storage",
             str(self.settings.storage),
         ]
-        return args + ["--resume"] if resume else args
+        # --extend: the spec file may hold a grown spec (an extension, or a resume of one that was interrupted)
+        return args + ["--resume", "--extend"] if resume else args
 
     def _env(self) -> dict[str, str]:
         # SIGINT lets Tune save its experiment state; the default SIGTERM + kill after 3 s left sweeps unresumable.
@@ -318,6 +323,7 @@ class SweepService:
             eta_seconds=progress.eta_seconds,
             driver=_driver_public(driver),
             spec=record.spec,
+            history=self.files.history(record.id),
         )
 
     # ---- cancel and resume -------------------------------------------------------------------------------
@@ -347,45 +353,95 @@ class SweepService:
             return self.reconcile(record)
 
     def resume(self, sweep_id: str) -> tuple[SweepRecord, str | None]:
-        """A new job `<id>-r<N>` that continues the sweep from its stored results and Tune state.
-
-        The job's name is claimed in the registry before the job is submitted, by a conditional update, so of
-        two concurrent resumes (in one process or two) exactly one starts a job and the other gets 409.
-        """
+        """A new job `<id>-r<N>` that continues the sweep from its stored results and Tune state."""
         with self._lock(sweep_id):
             record, _ = self.get(sweep_id)
             if record.active:
                 raise Conflict(
                     f"sweep {sweep_id} is {record.status}; resume it after it has ended (cancel it first to restart it)"
                 )
-            if not self.files.spec_file(sweep_id).exists():
-                self._write_spec(sweep_id, record.spec)
-            n = len(record.job_ids)
-            for _ in range(_ID_ATTEMPTS):
-                job_id = sweep_id if n == 0 else f"{sweep_id}-r{n}"  # a sweep whose first job never ran starts anew
-                claimed = self._claim(record, job_id)
-                try:
-                    self.backend.submit(job_id, self._args(sweep_id, resume=n > 0), self._env())
-                except JobExistsError:  # a job of that name exists from before this registry knew of it
-                    self._release(claimed, record)
-                    n += 1
-                    continue
-                except BackendTimeout as e:
-                    raise Unavailable(f"{e}; the resume is recorded and will show once the cluster answers") from None
-                except BackendUnavailable as e:
-                    self._release(claimed, record)
-                    raise Unavailable(f"the sweep could not be resumed: {e}") from None
-                log.info("sweep %s resumed as job %s", sweep_id, job_id)
-                return self.reconcile(claimed)
-            raise Unavailable(f"no free job name for resuming sweep {sweep_id}")
+            return self._next_run(record, spec=None)
 
-    def _claim(self, record: SweepRecord, job_id: str) -> SweepRecord:
+    def extend(self, sweep_id: str, body: Any) -> tuple[SweepRecord, str | None]:
+        """Grow an ended sweep's grid (the body replaces top-level fields of its spec) and run what is not done.
+
+        Everything is checked before anything changes: the grown spec alone, then that it extends the stored one
+        (`orchestrator.extension.extension_problems`), then against the cluster's nodes.
+        """
+        if not isinstance(body, dict):
+            raise Invalid.one("body", f"expected a JSON object of spec fields to replace, e.g. {EXTEND_EXAMPLE}")
+        with self._lock(sweep_id):
+            record, _ = self.get(sweep_id)
+            if record.active:
+                raise Conflict(
+                    f"sweep {sweep_id} is {record.status}; extend it after it has ended (or cancel it first)"
+                )
+            grown = self._grown_spec(record, body)
+            return self._next_run(record, spec=grown.model_dump(mode="json"))
+
+    def _grown_spec(self, record: SweepRecord, body: dict[str, Any]) -> SweepSpec:
+        try:
+            old = load_spec(record.spec)
+        except SweepSpecError as e:
+            raise Conflict(f"sweep {record.id}'s stored spec no longer loads, so it cannot be extended: {e}") from None
+        if "preset" in body:
+            raise Invalid.one("preset", f"an extension replaces fields of the sweep's spec, e.g. {EXTEND_EXAMPLE}")
+        grown = prepare(parse_body({**record.spec, **body}), base_dir=self.settings.base_dir)
+        check(grown, trial_ceiling=self.settings.max_trials, check_data=self.settings.check_data)
+        problems = extension_problems(old, grown)
+        if problems:
+            raise Invalid(problems)
+        check_fits(grown, self._nodes())
+        return grown
+
+    def suggestions(self, sweep_id: str) -> Suggestions:
+        """The extension the sweep's results call for, from its current tables."""
+        record = self.record(sweep_id)
+        try:
+            spec = load_spec(record.spec)
+        except SweepSpecError as e:
+            raise Conflict(f"sweep {sweep_id}'s stored spec no longer loads: {e}") from None
+        data = load_sweep(self.files.checked_dir(sweep_id))
+        return suggest_extension(spec, data.cells)
+
+    def _next_run(self, record: SweepRecord, *, spec: dict[str, Any] | None) -> tuple[SweepRecord, str | None]:
+        """Start the sweep's next job, `<id>-r<N>`, on its stored spec or (an extension) on `spec`.
+
+        The job's name, and the grown spec, are claimed in the registry before the job is submitted, by a
+        conditional update, so of two concurrent requests (in one process or two) exactly one starts a job and the
+        other gets 409. The spec file the job reads is written from the registry's record every time.
+        """
+        n = len(record.job_ids)
+        for _ in range(_ID_ATTEMPTS):
+            job_id = record.id if n == 0 else f"{record.id}-r{n}"  # a sweep whose first job never ran starts anew
+            claimed = self._claim(record, job_id, spec=spec)
+            try:
+                self._write_spec(record.id, claimed.spec)
+                self.backend.submit(job_id, self._args(record.id, resume=n > 0), self._env())
+            except OSError as e:
+                self._release(claimed, record)
+                raise Unavailable(f"the sweep's spec could not be stored: {e}") from None
+            except JobExistsError:  # a job of that name exists from before this registry knew of it
+                self._release(claimed, record)
+                n += 1
+                continue
+            except BackendTimeout as e:
+                raise Unavailable(f"{e}; the new run is recorded and will show once the cluster answers") from None
+            except BackendUnavailable as e:
+                self._release(claimed, record)
+                raise Unavailable(f"the sweep's next run could not be submitted: {e}") from None
+            log.info("sweep %s %s as job %s", record.id, "extended" if spec else "resumed", job_id)
+            return self.reconcile(claimed)
+        raise Unavailable(f"no free job name for the next run of sweep {record.id}")
+
+    def _claim(self, record: SweepRecord, job_id: str, *, spec: dict[str, Any] | None) -> SweepRecord:
         try:
             return self.repository.update(
                 sweep_id=record.id,
                 status="submitted",
                 job_ids=(*record.job_ids, job_id),
                 clear_error=True,
+                spec=spec,
                 expect_status={record.status},
                 expect_job_ids=record.job_ids,
             )
@@ -394,7 +450,7 @@ class SweepService:
             raise Conflict(f"sweep {record.id} was changed by another request meanwhile; it is {now.status}") from None
 
     def _release(self, claimed: SweepRecord, before: SweepRecord) -> None:
-        """Undo a resume's claim whose job was not started (unless someone changed the record since)."""
+        """Undo a claim whose job was not started (unless someone changed the record since)."""
         try:
             self.repository.update(
                 sweep_id=before.id,
@@ -402,11 +458,17 @@ class SweepService:
                 job_ids=before.job_ids,
                 error=before.error,
                 clear_error=before.error is None,
+                spec=before.spec if claimed.spec != before.spec else None,
                 expect_status={claimed.status},
                 expect_job_ids=claimed.job_ids,
             )
         except StaleRecordError:
-            pass
+            return
+        if claimed.spec != before.spec:
+            try:
+                self._write_spec(before.id, before.spec)
+            except OSError as e:  # the next run rewrites it from the registry anyway
+                log.warning("sweep %s: its spec file was not put back: %s", before.id, e)
 
 
 def _driver_public(driver: dict[str, Any] | None) -> DriverPublic | None:

@@ -26,6 +26,7 @@ from orchestrator import (
     read_probe,
     read_trials,
 )
+from orchestrator.extension import HISTORY_FILE, history_lines, read_history
 from worker.selection import Progress, sweep_progress
 
 RESULT_FILES = {"trials": TRIALS_FILE, "epochs": EPOCHS_FILE, "probe": PROBE_FILE}
@@ -50,7 +51,7 @@ class SweepFiles:
 
     def checked_dir(self, sweep_id: str) -> Path:
         """The sweep directory after checking that none of the files readers open leaves the storage."""
-        for name in (*RESULT_FILES.values(), DRIVER_FILE):
+        for name in (*RESULT_FILES.values(), DRIVER_FILE, HISTORY_FILE):
             self.file(sweep_id, name)
         return self.sweep_dir(sweep_id)
 
@@ -93,6 +94,18 @@ class SweepFiles:
             return data if isinstance(data, dict) else None
 
         return self.cache.get(path, "driver", load)
+
+    def history(self, sweep_id: str) -> list[str]:
+        """history.json as lines for people; empty when absent or unreadable."""
+        path = self.file(sweep_id, HISTORY_FILE)
+
+        def load() -> list[str]:
+            try:
+                return history_lines(read_history(path.parent))
+            except (OSError, ValueError):  # a torn or foreign file: the sweep itself is unaffected
+                return []
+
+        return self.cache.get(path, "history", load)
 
     def mark_lost(self, sweep_id: str, state: str, error: str | None) -> None:
         """The sweep's job ended while its driver said `running` (killed, or its node lost): driver.json and the

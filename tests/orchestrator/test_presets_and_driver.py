@@ -84,15 +84,17 @@ def test_runtime_trial_makes_paths_absolute_without_changing_the_id(tmp_path: Pa
 def test_a_new_sweep_refuses_an_existing_id_and_a_resume_refuses_another_spec(tmp_path: Path) -> None:
     spec = load_spec({"models": ["tiny_vit"], "datasets": ["synth_style"], "methods": ["sgd"]})
     loc = sweep_location(tmp_path, "s1")
-    assert _check_start(spec, loc, resume=False) is spec
+    assert _check_start(spec, loc, resume=False) == (spec, None)
     loc.write_bytes(SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json")).encode())
     assert stored_spec(loc).fingerprint() == spec.fingerprint()
     with pytest.raises(SweepExistsError, match="--resume"):
         _check_start(spec, loc, resume=False)
-    assert _check_start(None, loc, resume=True).fingerprint() == spec.fingerprint()
+    assert _check_start(None, loc, resume=True)[0].fingerprint() == spec.fingerprint()
     other = spec.model_copy(update={"epochs": 2})
     with pytest.raises(SweepSpecError, match="differs"):
         _check_start(other, loc, resume=True)
+    with pytest.raises(SweepSpecError, match="epochs: changes from null to 2"):
+        _check_start(other, loc, resume=True, extend=True)
     with pytest.raises(SweepSpecError, match="no spec given"):
         _check_start(None, sweep_location(tmp_path, "s2"), resume=True)
 

@@ -179,3 +179,48 @@ def test_killed_and_stopped_driver_resume_without_losing_or_duplicating(ray_addr
     pairs = _pairs(sweep)
     assert len(pairs) == len(set(pairs)) == 12
     assert read_driver_state(sweep)["state"] == "finished"
+
+
+def test_an_extension_killed_midway_resumes_with_every_row_once_and_a_reusing_sweep_runs_nothing(
+    ray_address: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    storage = tmp_path / "results"
+    sweep = storage / "k"
+    first = load_spec(_spec(gate, max_concurrent_trials=1))
+    assert run_sweep(first, "k", storage, address=ray_address, verbose=0, trial_fn=FAKE_TRIAL).state == "finished"
+    assert len(_pairs(sweep)) == 8
+    before = {(r["trial_id"], r["epoch"]): r["reported_at"] for r in read_epochs(sweep).to_pylist()}
+
+    grown_file = tmp_path / "grown.yaml"  # one more seed: 4 new trials; the 4 done ones must not run again
+    grown_file.write_text(yaml.safe_dump(_spec(gate, max_concurrent_trials=1, seeds=[0, 1])))
+    cmd = [sys.executable, "-m", "orchestrator.run", "--sweep-id", "k", "--storage", str(storage), "--quiet"]
+    cmd += ["--address", ray_address, "--trial-fn", FAKE_TRIAL, "--spec", str(grown_file), "--resume", "--extend"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    (gate / "budget").write_text("11")  # 8 ran in the first run; 3 epochs of the new trials, then they wait
+    extension = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_epochs(sweep, 10, extension)
+    extension.send_signal(signal.SIGKILL)
+    extension.wait(timeout=30)
+
+    (gate / "budget").unlink()
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    trials = read_trials(sweep)
+    assert trials.num_rows == 8 and set(trials.column("status").to_pylist()) == {"completed"}
+    assert sorted(trials.column("seed").to_pylist()) == [0, 0, 0, 0, 1, 1, 1, 1]
+    pairs = _pairs(sweep)
+    assert len(pairs) == len(set(pairs)) == 16
+    after = {(r["trial_id"], r["epoch"]): r["reported_at"] for r in read_epochs(sweep).to_pylist()}
+    assert {k: after[k] for k in before} == before  # the first run's epochs were not run again
+    events = [e["event"] for e in yaml.safe_load((sweep / "history.json").read_text())]
+    assert events == ["started", "extended"]
+
+    reusing = load_spec(_spec(gate, seeds=[0, 1], reuse=True))
+    out = run_sweep(reusing, "copy", storage, address=ray_address, verbose=0, trial_fn=FAKE_TRIAL)
+    assert out.state == "finished" and out.counts.get("completed") == 8
+    copied = read_trials(storage / "copy")
+    assert set(copied.column("reused_from").to_pylist()) == {"k"}
+    assert len(_pairs(storage / "copy")) == 16 and len(list((gate / "started").iterdir())) == 16  # nothing ran

@@ -11,7 +11,15 @@ from fastapi.concurrency import run_in_threadpool
 from api.server.body import read_json
 from api.server.deps import ReadAccess, ServiceDep, WriteAccess
 from api.server.responses import json_response
-from api.server.schemas import ErrorResponse, SweepDetail, SweepPublic, SweepsPublic, SweepState
+from api.server.schemas import (
+    ErrorResponse,
+    SuggestionPublic,
+    SuggestionsPublic,
+    SweepDetail,
+    SweepPublic,
+    SweepsPublic,
+    SweepState,
+)
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -114,3 +122,55 @@ def resume_sweep(sweep_id: str, service: ServiceDep) -> SweepDetail:
     """Continue an ended sweep as a new job `<id>-r<N>`: finished trials stay, the rest run."""
     record, job_status = service.resume(sweep_id)
     return service.detail(record, job_status)
+
+
+EXTEND_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "top-level spec fields to replace in the sweep's spec; lists and maps are replaced whole, so "
+        "give the old seeds, LRs, models, datasets and methods too",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "additionalProperties": True},
+                "example": {"seeds": [0, 1, 2], "lrs": {"sgd": [3e-5, 1e-4, 3e-4, 1e-3]}},
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/{sweep_id}/extend",
+    response_model=SweepDetail,
+    status_code=http.HTTP_202_ACCEPTED,
+    dependencies=[WriteAccess],
+    openapi_extra=EXTEND_BODY,
+    responses={
+        409: {"model": ErrorResponse, "description": "the sweep is still running"},
+        413: {"model": ErrorResponse, "description": "the body is larger than the service accepts"},
+        415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
+        503: {"model": ErrorResponse, "description": "the cluster could not be reached"},
+        **ERRORS,
+    },
+)
+async def extend_sweep(request: Request, sweep_id: str, service: ServiceDep) -> SweepDetail:
+    """Grow an ended sweep: more seeds, LRs, models, datasets or methods. Only trials not yet done run, into the
+    same Parquet files; a grid that drops trials or changes what they mean (epochs, batch, subsets, precision,
+    data, weights) is refused with 422 naming the field."""
+    body = await read_json(request, max_bytes=service.settings.max_body_bytes)
+    record, job_status = await run_in_threadpool(service.extend, sweep_id, body)
+    return await run_in_threadpool(service.detail, record, job_status)
+
+
+@router.get("/{sweep_id}/suggestions", response_model=SuggestionsPublic, dependencies=[ReadAccess], responses=ERRORS)
+def sweep_suggestions(sweep_id: str, service: ServiceDep) -> SuggestionsPublic:
+    """The extension the tables call for: LRs beyond the grid's edge where a cell chose it, seeds where the best
+    method's interval overlaps the runner-up's, a rerun of cells with failed trials. `extension` is a body for
+    POST /sweeps/{id}/extend as it is."""
+    found = service.suggestions(sweep_id)
+    return SuggestionsPublic(
+        sweep_id=sweep_id,
+        data=[SuggestionPublic(kind=i.kind, cells=i.cells, reason=i.reason, changes=i.changes) for i in found.items],
+        extension=found.extension,
+        trials_added=found.trials_added,
+    )

@@ -209,3 +209,33 @@ def test_demo_arguments_are_forwarded(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(SystemExit) as e:
         main(["list", "--out", "x"])
     assert e.value.code == 2
+
+
+def test_suggest_then_extend(url: str, capsys, backend: FakeJobBackend, settings: Settings, tmp_path: Path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec_body()))
+    code, out, err = _run(capsys, "submit", "--quiet", str(spec_file))
+    assert code == 0, err
+    sid = out.strip()
+    write_results(settings.storage, sid, spec_body(), done=3)
+    write_driver(settings.storage, sid, "finished")
+    backend.set_status(sid, "SUCCEEDED")
+
+    code, out, _ = _run(capsys, "suggest", sid)
+    assert code == 0 and "- widen_lrs: sgd chose its largest LR 3e-2" in out and "- add_seeds: tiny_vit" in out
+    assert "together: +9 trials" in out and f"shiftsweep suggest {sid} --extend" in out
+    assert "--set seeds=[0,1,2]" in out
+
+    assert _run(capsys, "extend", sid)[0] == 2  # nothing to add
+    code, _, err = _run(capsys, "extend", sid, "--set", "seeds=[1]")
+    assert code == 1 and "seeds: drops seed(s) [0]" in err
+    grown = tmp_path / "grown.yaml"
+    grown.write_text("seeds: [0, 1]\n")
+    code, out, _ = _run(capsys, "extend", sid, "--file", str(grown))
+    assert code == 0 and f"as job {sid}-r1, 6 trials in all" in out
+    assert "--extend" in backend.jobs[f"{sid}-r1"].args
+
+    write_driver(settings.storage, sid, "finished", runs=2)
+    backend.set_status(f"{sid}-r1", "SUCCEEDED")
+    code, out, _ = _run(capsys, "suggest", sid, "--extend")
+    assert code == 0 and f"as job {sid}-r2" in out
