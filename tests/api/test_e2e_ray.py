@@ -108,6 +108,18 @@ def test_submit_restart_watch_tables(ray_settings: Settings, data_root: Path, ca
         assert [e["epoch"] for e in epochs["data"]] == [1, 2]
         assert again.post(f"{SWEEPS}/{sweep_id}/cancel").status_code == 409
 
+        # one more seed: the two new trials run as the sweep's next job, the two old ones are not run again
+        before = {e["epoch"]: e["reported_at"] for e in epochs["data"]}
+        r = again.post(f"{SWEEPS}/{sweep_id}/extend", json={"seeds": [0, 1]})
+        assert r.status_code == 202, r.text
+        assert r.json()["total_trials"] == 4 and r.json()["counts"]["completed"] == 2
+        grown = _wait(again, sweep_id, lambda s: s["status"] in ("finished", "failed"))
+        assert grown["status"] == "finished" and grown["counts"]["completed"] == 4, grown
+        assert len(grown["history"]) == 2 and "+2 trials: seeds 1 for" in grown["history"][1]
+        first_trial = trials["data"][0]["trial_id"]
+        epochs = again.get(f"{SWEEPS}/{sweep_id}/trials/{first_trial}/epochs").json()
+        assert {e["epoch"]: e["reported_at"] for e in epochs["data"]} == before
+
 
 def test_cancel_then_resume_on_the_cluster(ray_settings: Settings, data_root: Path):
     spec = _spec(data_root, epochs=6, max_concurrent_trials=1)
