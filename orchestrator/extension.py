@@ -46,41 +46,32 @@ def _shown(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _dropped(where: str, what: str, dropped: Sequence[Any], kept: Sequence[Any]) -> ValidationProblem:
+    return ValidationProblem(
+        field=where,
+        message=f"drops {what} {', '.join(map(str, dropped))}; an extension keeps every old one "
+        f"({', '.join(map(str, kept))}) and may add more",
+    )
+
+
 def _grid_problems(old: SweepSpec, new: SweepSpec) -> list[ValidationProblem]:
     problems = []
     for name in ("models", "datasets", "methods"):
-        dropped = [k for k in getattr(old, name) if k not in getattr(new, name)]
+        dropped = [repr(k) for k in getattr(old, name) if k not in getattr(new, name)]
         if dropped:
-            problems.append(
-                ValidationProblem(
-                    field=name,
-                    message=f"drops {', '.join(map(repr, dropped))}, whose trials are part of this sweep; "
-                    f"an extension keeps every old {name[:-1]} and may add more",
-                )
-            )
+            problems.append(_dropped(name, name[:-1] + "(s)", dropped, getattr(old, name)))
     for model in old.models:
         dropped_seeds = sorted(set(old.seeds_for(model)) - set(new.seeds_for(model)))
         if model in new.models and dropped_seeds:
             where = f"model_seeds.{model}" if model in new.model_seeds else "seeds"
-            problems.append(
-                ValidationProblem(
-                    field=where,
-                    message=f"drops seed(s) {dropped_seeds} of {model!r}; an extension keeps every old seed "
-                    f"({old.seeds_for(model)}) and may add more",
-                )
-            )
+            problems.append(_dropped(where, f"{model}'s seed(s)", dropped_seeds, old.seeds_for(model)))
     for method in old.methods:
         if method not in new.methods:
             continue
-        dropped_lrs = [lr for lr in old.lr_grid(method) if lr not in new.lr_grid(method)]
+        dropped_lrs = [format_lr(lr) for lr in old.lr_grid(method) if lr not in new.lr_grid(method)]
         if dropped_lrs:
-            problems.append(
-                ValidationProblem(
-                    field=f"lrs.{method}",
-                    message=f"drops LR(s) {', '.join(format_lr(x) for x in dropped_lrs)}; an extension keeps "
-                    f"every old LR ({', '.join(format_lr(x) for x in old.lr_grid(method))}) and may add more",
-                )
-            )
+            kept = [format_lr(lr) for lr in old.lr_grid(method)]
+            problems.append(_dropped(f"lrs.{method}", "LR(s)", dropped_lrs, kept))
         before, after = old.method_options.get(method, {}), new.method_options.get(method, {})
         if before != after:
             problems.append(

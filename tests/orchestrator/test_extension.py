@@ -72,10 +72,10 @@ def test_seeds_for_one_model_extend_through_model_seeds() -> None:
 @pytest.mark.parametrize(
     ("changes", "field", "words"),
     [
-        ({"seeds": [1]}, "seeds", "drops seed(s) [0]"),
-        ({"model_seeds": {"tiny_vit": [1, 2]}}, "model_seeds.tiny_vit", "drops seed(s) [0]"),
+        ({"seeds": [1]}, "seeds", "drops tiny_vit's seed(s) 0"),
+        ({"model_seeds": {"tiny_vit": [1, 2]}}, "model_seeds.tiny_vit", "drops tiny_vit's seed(s) 0"),
         ({"lrs": {"sgd": [1e-2], "adamw": [1e-4]}}, "lrs.sgd", "drops LR(s) 1e-3"),
-        ({"methods": ["sgd"], "lrs": {"sgd": [1e-3, 1e-2]}}, "methods", "drops 'adamw'"),
+        ({"methods": ["sgd"], "lrs": {"sgd": [1e-3, 1e-2]}}, "methods", "drops method(s) 'adamw'"),
         ({"epochs": 4}, "epochs", "not old ones continued"),
         ({"batch_size": 64}, "batch_size", "new sweep"),
         ({"max_train_images": 10}, "max_train_images", "training subset"),
@@ -101,7 +101,7 @@ def test_the_driver_accepts_a_grown_spec_only_when_extending(tmp_path: Path) -> 
     assert [e["event"] for e in read_history(loc)] == ["started"]
     with pytest.raises(SweepSpecError, match="differs from the spec"):
         _check_start(new, loc, resume=True, extend=False)
-    with pytest.raises(SweepSpecError, match="drops seed"):
+    with pytest.raises(SweepSpecError, match="drops tiny_vit.s seed"):
         _check_start(spec(seeds=[1]), loc, resume=True, extend=True)
     ran, previous = _check_start(new, loc, resume=True, extend=True)
     assert ran == new and previous == old

@@ -29,6 +29,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "every problem of the request, each naming its field"},
 }
 
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {  # of the routes that read a JSON body and reach the cluster
+    413: {"model": ErrorResponse, "description": "the body is larger than the service accepts"},
+    415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
+    503: {"model": ErrorResponse, "description": "the cluster could not be reached"},
+    **ERRORS,
+}
+
 SUBMIT_BODY = {
     "requestBody": {
         "required": True,
@@ -56,10 +63,7 @@ SUBMIT_BODY = {
     responses={
         200: {"model": SweepDetail, "description": "a retry with the same Idempotency-Key: the first sweep"},
         409: {"model": ErrorResponse, "description": "the Idempotency-Key was used for a different request"},
-        413: {"model": ErrorResponse, "description": "the body is larger than the service accepts"},
-        415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
-        503: {"model": ErrorResponse, "description": "the cluster could not be reached"},
-        **ERRORS,
+        **BODY_ERRORS,
     },
 )
 async def submit_sweep(
@@ -147,10 +151,7 @@ EXTEND_BODY = {
     openapi_extra=EXTEND_BODY,
     responses={
         409: {"model": ErrorResponse, "description": "the sweep is still running"},
-        413: {"model": ErrorResponse, "description": "the body is larger than the service accepts"},
-        415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
-        503: {"model": ErrorResponse, "description": "the cluster could not be reached"},
-        **ERRORS,
+        **BODY_ERRORS,
     },
 )
 async def extend_sweep(request: Request, sweep_id: str, service: ServiceDep) -> SweepDetail:

@@ -228,7 +228,7 @@ def test_suggest_then_extend(url: str, capsys, backend: FakeJobBackend, settings
 
     assert _run(capsys, "extend", sid)[0] == 2  # nothing to add
     code, _, err = _run(capsys, "extend", sid, "--set", "seeds=[1]")
-    assert code == 1 and "seeds: drops seed(s) [0]" in err
+    assert code == 1 and "seeds: drops tiny_vit's seed(s) 0" in err
     grown = tmp_path / "grown.yaml"
     grown.write_text("seeds: [0, 1]\n")
     code, out, _ = _run(capsys, "extend", sid, "--file", str(grown))

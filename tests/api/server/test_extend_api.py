@@ -67,9 +67,9 @@ def test_a_grown_grid_runs_as_the_next_job_and_the_history_shows_it(
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"seeds": [1]}, "seeds", "drops seed(s) [0]"),
+        ({"seeds": [1]}, "seeds", "drops tiny_vit's seed(s) 0"),
         ({"epochs": 5}, "epochs", "submit it as a new sweep"),
-        ({"methods": ["sgd"], "lrs": {"sgd": [0.01, 0.03]}}, "methods", "drops 'adamw'"),
+        ({"methods": ["sgd"], "lrs": {"sgd": [0.01, 0.03]}}, "methods", "drops method(s) 'adamw'"),
         ({"data_root": "/elsewhere"}, "data_root", "trained on the data found there"),
         ({"storage": "/tmp/x"}, "storage", "service's storage"),
         ({"preset": "demo"}, "preset", "replaces fields of the sweep's spec"),
