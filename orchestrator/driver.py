@@ -122,7 +122,7 @@ def _begin(spec: SweepSpec, previous: SweepSpec | None, sweep_dir: Location) -> 
     sweep_dir.write_bytes(SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode())
 
 
-def _reuse(spec: SweepSpec, sweep_id: str, storage: str | Path, store: ResultsStore, trials: list[TrialConfig]) -> int:
+def _reuse(sweep_id: str, storage: str | Path, store: ResultsStore, trials: list[TrialConfig]) -> int:
     """Copy the results of this sweep's unfinished trials that other sweeps of the storage ran to their end."""
     todo = set(store.unfinished())
     wanted = {t.trial_id(): t for t in trials if t.trial_id() in todo}
@@ -197,10 +197,9 @@ def run_sweep(
     """Run (or resume, or extend) one sweep to its end, a cancel, or a failure; the outcome is also in driver.json.
 
     `extend`: resume with a spec that may grow the stored one: only trials not yet done run, into the same files.
+    Like a resume, it starts the sweep when none is stored yet (its first job died before writing anything).
     """
     sweep_dir = sweep_location(storage, sweep_id)
-    if extend and stored_spec(sweep_dir) is None:
-        raise SweepSpecError([ValidationProblem(field="sweep_id", message=f"no sweep to extend at {sweep_dir.uri}")])
     spec, previous = _check_start(spec, sweep_dir, resume=resume, extend=extend)
     problems = validate_spec(spec, check_data=False)
     if problems:
@@ -211,7 +210,7 @@ def run_sweep(
     state = DriverState(sweep_dir, sweep_id, total_trials=len(trials))
     store = ResultsStore(sweep_dir, sweep_id, trials, on_flush=state.update_counts)
     if spec.reuse:
-        note_reused(sweep_dir, _reuse(spec, sweep_id, storage, store, trials))
+        note_reused(sweep_dir, _reuse(sweep_id, storage, store, trials))
     store.flush()
     interrupted, failure = False, None
     try:

@@ -97,6 +97,7 @@ def test_a_grid_that_drops_trials_or_changes_them_is_refused_naming_the_field(
 def test_the_driver_accepts_a_grown_spec_only_when_extending(tmp_path: Path) -> None:
     loc = Location(tmp_path / "s")
     old, new = spec(), spec(seeds=[0, 1])
+    assert _check_start(old, loc, resume=True, extend=True) == (old, None)  # a first job that wrote nothing
     _begin(old, None, loc)
     assert [e["event"] for e in read_history(loc)] == ["started"]
     with pytest.raises(SweepSpecError, match="differs from the spec"):
@@ -151,7 +152,7 @@ def test_reuse_copies_only_trials_that_ran_to_their_end_on_the_same_files(tmp_pa
     wanted = spec(methods=["sgd"], lrs={"sgd": [1e-3, 1e-2, 3e-2, 1e-1]}, reuse=True)
     trials = wanted.expand()
     store = ResultsStore(storage / "c", "c", trials)
-    assert _reuse(wanted, "c", storage, store, trials) == 2  # 1e-3 and 3e-2 from a; 1e-2 failed there
+    assert _reuse("c", storage, store, trials) == 2  # 1e-3 and 3e-2 from a; 1e-2 failed there
     store.flush()
     rows = {r["lr"]: r for r in read_trials(storage / "c").to_pylist()}
     assert {lr: (r["status"], r["reused_from"]) for lr, r in rows.items()} == {
@@ -166,4 +167,4 @@ def test_reuse_copies_only_trials_that_ran_to_their_end_on_the_same_files(tmp_pa
     assert sorted((e["lr"], e["epoch"]) for e in epochs) == [(1e-3, 1), (1e-3, 2), (3e-2, 1), (3e-2, 2)]
     assert {e["sweep_id"] for e in epochs} == {"c"}
     assert sorted(store.unfinished()) == sorted(t.trial_id() for t in trials if t.lr in (1e-2, 1e-1))
-    assert _reuse(wanted, "c", storage, store, trials) == 0  # nothing found twice
+    assert _reuse("c", storage, store, trials) == 0  # nothing found twice
