@@ -128,6 +128,8 @@ def cmd_status(client: ApiClient, args: argparse.Namespace) -> int:
     say(progress_line(sweep, bar=False))
     say(f"  job {sweep.get('job_id')} ({sweep.get('job_status') or 'not asked'})  {sweep.get('dashboard_url') or ''}")
     say(f"  results: {sweep['results_dir']}")
+    for line in sweep.get("history") or []:
+        say(f"  {line}")
     if sweep.get("error"):
         say(f"  error: {sweep['error']}")
     return 0

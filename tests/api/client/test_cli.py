@@ -20,6 +20,8 @@ from api.client.watch import progress_line, watch
 from api.server.jobs import FakeJobBackend
 from api.server.main import create_app
 from api.server.settings import Settings
+from orchestrator import Location, load_spec
+from orchestrator.extension import grid_growth, record_extension, record_start
 from tests.api.support import TOKEN, spec_body, write_driver, write_results
 
 
@@ -234,6 +236,11 @@ def test_suggest_then_extend(url: str, capsys, backend: FakeJobBackend, settings
     code, out, _ = _run(capsys, "extend", sid, "--file", str(grown))
     assert code == 0 and f"as job {sid}-r1, 6 trials in all" in out
     assert "--extend" in backend.jobs[f"{sid}-r1"].args
+    old, grown_spec = load_spec(spec_body()), load_spec({**spec_body(), "seeds": [0, 1]})
+    record_start(Location(settings.storage / sid), old)  # what the extension's driver writes
+    record_extension(Location(settings.storage / sid), old, grown_spec, grid_growth(old, grown_spec))
+    code, out, _ = _run(capsys, "status", sid)
+    assert code == 0 and "extended, +3 trials: seeds 1 for tiny_vit; 6 trials in all" in out
 
     write_driver(settings.storage, sid, "finished", runs=2)
     backend.set_status(f"{sid}-r1", "SUCCEEDED")
