@@ -1,26 +1,35 @@
-"""Early stopping within a cell: trials compete only with trials that differ from them in the LR alone.
+"""Early stopping within a cell, on Ray Tune: synchronous successive halving per (model, dataset, method, seed).
 
-A cell is one (model, dataset, method, seed). One ASHA (Li et al., "A System for Massively Parallel
-Hyperparameter Tuning", MLSys 2020, arXiv 1810.05934) per cell decides which LRs go on; a single ASHA over the
-whole sweep would compare a weak model's best LR with a strong model's worst and stop it, which removes the
-very trial the weak model's table entry is made of.
+The decisions are `orchestrator.halving`'s; this module applies them to Tune's trials. A trial that reaches a
+rung before the rest of its cell is paused (Tune saves its latest checkpoint and frees its resources) until
+the cell's decision; then the losers are stopped and the winners unpaused, ahead of any trial not yet started.
+Trials start in the sweep's order, which lists a cell's LRs together, so a cell's trials run side by side.
+Cells never compete: a single scheduler over the whole sweep would compare a weak model's best LR with a
+strong model's worst and stop the very trial the weak model's table entry is made of.
 
-Tune does not save scheduler state when it saves an experiment, so after a resume every cell's rungs start
-empty: trials that were already past a rung are not compared at it again.
+Tune restores a scheduler as it was pickled when the sweep started, without what it learnt, so the cells are
+rebuilt from the sweep's results (the driver's `ResultsStore`, looked up by key in `orchestrator.sinks`): a
+resumed sweep decides exactly as an uninterrupted one, and an extension's new LRs are compared with their
+cell's finished trials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Sequence
 from typing import Any
 
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from orchestrator import sinks
+from orchestrator.halving import CONTINUE, PAUSE, STOP, Member, decide, rung_epochs
 from worker.config import TrialConfig
 from worker.records import SELECTION_METRIC, TrialStatus
-from worker.selection import is_evaluated
+from worker.selection import reports_last_epoch
 
 TRIAL_CONFIG_KEY = "trial"  # the key of the param space that holds a trial's TrialConfig dict
+Cell = tuple[str, str, str, int]  # model, dataset, method, seed
+_TUNE_ACTION = {CONTINUE: TrialScheduler.CONTINUE, PAUSE: TrialScheduler.PAUSE, STOP: TrialScheduler.STOP}
 
 
 def _trial_config(trial: Any) -> TrialConfig:
@@ -41,103 +50,185 @@ def epochs_of(trial: Any) -> int:
     return _trial_config(trial).epochs_planned()
 
 
+def sweep_trial_id(trial: Any) -> str:
+    """The sweep's id of a Tune trial (a hash of its science), which its rows in the results carry."""
+    return _trial_config(trial).trial_id()
+
+
 class CellScheduler(FIFOScheduler):
-    """One ASHA per cell; trials run in submission order, as with FIFO. Trials are compared on the selection
-    metric (`worker.records.SELECTION_METRIC`, higher is better), at epochs that have one.
+    """Synchronous successive halving per cell, on the selection metric (`SELECTION_METRIC`, higher is better).
 
     Args:
-        grace_period: epochs every trial runs before it can be stopped.
-        reduction_factor: at each rung only the top 1/reduction_factor of the cell's trials go on.
-        time_attr: the reported progress counter (epochs, from 1).
-        cell_key, max_epochs: how to read a trial's cell and length from its config (overridable for tests).
+        reduction_factor: at each rung only the top 1/reduction_factor of the cell's trials go on (at least one).
+        grace_period: epochs every trial runs before its first rung.
+        rungs: fractions of a trial's epochs to compare at; None: epochs / reduction_factor**k (k = 1, 2, ...).
+        sink_key: the key of the sweep's results sink in `orchestrator.sinks`, to rebuild the cells from.
     """
 
     def __init__(
         self,
         *,
-        grace_period: int = 1,
         reduction_factor: float = 3.0,
-        time_attr: str = "epoch",
-        cell_key: Callable[[Any], Hashable] = cell_of,
-        max_epochs: Callable[[Any], int] = epochs_of,
+        grace_period: int = 1,
+        rungs: Sequence[float] | None = None,
+        sink_key: str | None = None,
     ):
         if grace_period < 1:
             raise ValueError(f"grace_period must be >= 1 epoch, got {grace_period}")
         if not reduction_factor > 1:
             raise ValueError(f"reduction_factor must be > 1, got {reduction_factor}")
+        if rungs is not None and not all(0 < f < 1 for f in rungs):
+            raise ValueError(f"rungs are fractions of a trial's epochs, each in (0, 1); got {list(rungs)}")
         super().__init__()
-        self._time_attr = time_attr
-        self._grace_period = grace_period
         self._reduction_factor = reduction_factor
-        self._cell_key = cell_key
-        self._max_epochs = max_epochs
-        self._cells: dict[Hashable, AsyncHyperBandScheduler] = {}  # cell -> its ASHA
-        self._trial_cell: dict[str, Hashable] = {}  # Tune trial id -> cell
-        self._added: set[str] = set()  # Tune trial ids the cell's ASHA knows
-        self.stopped: set[str] = set()  # Tune trial ids this scheduler stopped early
+        self._grace_period = grace_period
+        self._rung_fractions = list(rungs) if rungs else None
+        self._sink_key = sink_key
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cells: dict[Cell, dict[str, Member]] = {}  # cell -> sweep trial id -> what is known of it
+        self._rungs: dict[Cell, list[int]] = {}
+        self._last_epoch: dict[Cell, int] = {}
+        self._tune: dict[str, Any] = {}  # sweep trial id -> its Tune trial, for trials of this run
+        self._cell_of: dict[str, Cell] = {}  # sweep trial id -> cell
+        self._unpause: list[str] = []  # paused trials a decision has let go on, in the order they were let go
+        self._rebuilt = False
+        self.stopped: set[str] = set()  # sweep trial ids this scheduler stopped early
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles the scheduler with the experiment; what it learnt is rebuilt from the results instead."""
+        state = dict(self.__dict__)
+        for name in ("_cells", "_rungs", "_last_epoch", "_tune", "_cell_of", "_unpause", "_rebuilt", "stopped"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Tune passes TuneConfig's metric/mode here; this scheduler's own are fixed and must not conflict."""
         return metric in (None, SELECTION_METRIC) and mode in (None, "max")
 
-    def _asha(self, tune_controller: Any, trial: Any) -> AsyncHyperBandScheduler:
-        cell = self._trial_cell.get(trial.trial_id)
-        if cell is None:
-            cell = self._cell_key(trial)
-            self._trial_cell[trial.trial_id] = cell
-        asha = self._cells.get(cell)
-        if asha is None:
-            max_t = max(1, self._max_epochs(trial))
-            asha = AsyncHyperBandScheduler(
-                time_attr=self._time_attr,
-                metric=SELECTION_METRIC,
-                mode="max",
-                max_t=max_t,
-                grace_period=min(self._grace_period, max_t),
-                reduction_factor=self._reduction_factor,
-                stop_last_trials=False,
-            )
-            self._cells[cell] = asha
-        if trial.trial_id not in self._added:
-            asha.on_trial_add(tune_controller, trial)
-            self._added.add(trial.trial_id)
-        return asha
+    # ---- what is known of each cell ----------------------------------------------------------------------
 
-    def _forget(self, tune_controller: Any, trial: Any) -> None:
-        cell = self._trial_cell.pop(trial.trial_id, None)
-        if cell is not None and trial.trial_id in self._added:
-            self._cells[cell].on_trial_remove(tune_controller, trial)
-        self._added.discard(trial.trial_id)
+    def _member(self, tid: str, cell: Cell) -> Member:
+        members = self._cells.setdefault(cell, {})
+        if tid not in members:
+            _, dataset, method, _ = cell
+            members[tid] = Member(last_epoch_rule=reports_last_epoch(method, dataset))
+        self._cell_of[tid] = cell
+        return members[tid]
 
-    def _comparable(self, result: dict[str, Any]) -> bool:
-        return self._time_attr in result and is_evaluated(result)
+    def _rebuild(self) -> None:
+        """Seed every cell with what the sweep's results recorded: trials of earlier runs (stopped, completed),
+        the epochs a resumed trial ran before, and the trials Tune has yet to create (it creates them as slots
+        free up), which a rung waits for. Once, at the first result (after Tune's restore was merged)."""
+        self._rebuilt = True
+        sink = sinks.find(self._sink_key)
+        if sink is None:
+            return
+        for rec in sink.recorded_trials():
+            member = self._member(rec.trial_id, rec.cell)
+            for epoch, score in rec.scores.items():
+                member.record(epoch, score)
+            member.reached = max(member.reached, rec.reached)
+            if rec.trial_id not in self._tune:  # a trial Tune has not created yet runs in this run unless done
+                member.live = rec.status not in TrialStatus.DONE
+            if rec.status == TrialStatus.STOPPED:
+                self.stopped.add(rec.trial_id)
+
+    def _track(self, trial: Any) -> tuple[str, Member]:
+        tid = sweep_trial_id(trial)
+        if tid not in self._tune:
+            cell = cell_of(trial)
+            member = self._member(tid, cell)
+            if cell not in self._rungs:
+                epochs = max(1, epochs_of(trial))
+                self._last_epoch[cell] = epochs
+                self._rungs[cell] = rung_epochs(
+                    epochs,
+                    reduction_factor=self._reduction_factor,
+                    grace_period=self._grace_period,
+                    fractions=self._rung_fractions,
+                )
+            self._tune[tid] = trial
+            member.live = getattr(trial, "status", Trial.PENDING) not in (Trial.TERMINATED, Trial.ERROR)
+        return tid, self._cells[self._cell_of[tid]][tid]
+
+    # ---- Tune's hooks --------------------------------------------------------------------------------------
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        self._asha(tune_controller, trial)
+        self._track(trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        if not self._comparable(result):
-            return TrialScheduler.CONTINUE  # e.g. a diverged epoch: nothing to compare; the trial ends itself
-        decision = self._asha(tune_controller, trial).on_trial_result(tune_controller, trial, result)
+        if not self._rebuilt:
+            self._rebuild()
+        tid, member = self._track(trial)
+        if "epoch" not in result:
+            return TrialScheduler.CONTINUE
+        member.record(int(result["epoch"]), result.get(SELECTION_METRIC))
+        cell = self._cell_of[tid]
         if result.get("status", TrialStatus.RUNNING) != TrialStatus.RUNNING:
-            return TrialScheduler.CONTINUE  # the trial's last epoch: recorded at its rung, nothing left to stop
-        if decision == TrialScheduler.STOP:
-            self.stopped.add(trial.trial_id)
-        return decision
+            member.live = False  # its last report (completed, or diverged): it ends by itself
+            self._settle(tune_controller, cell)
+            return TrialScheduler.CONTINUE
+        state = decide(self._cells[cell], self._rungs[cell], self._reduction_factor)
+        action = state.action(tid, member, self._last_epoch[cell])
+        if action == STOP:
+            self.stopped.add(tid)
+        self._settle(tune_controller, cell, acting=tid)
+        return _TUNE_ACTION[action]
+
+    def _settle(self, tune_controller: Any, cell: Cell, acting: str | None = None) -> None:
+        """Apply the cell's decisions to its paused trials: losers stop, winners are let go on."""
+        state = decide(self._cells[cell], self._rungs[cell], self._reduction_factor)
+        for tid, member in self._cells[cell].items():
+            trial = self._tune.get(tid)
+            if tid == acting or trial is None or not member.live:
+                continue
+            if not (trial.status == Trial.PAUSED or getattr(trial, "is_saving", False)):
+                continue
+            action = state.action(tid, member, self._last_epoch[cell])
+            if action == STOP:
+                self.stopped.add(tid)
+                member.live = False
+                tune_controller.stop_trial(trial)  # Tune then tells the results callback, which records it stopped
+            elif action == CONTINUE and tid not in self._unpause:
+                self._unpause.append(tid)
+
+    def _end(self, tune_controller: Any, trial: Any) -> None:
+        tid, member = self._track(trial)
+        member.live = False
+        self._settle(tune_controller, self._cell_of[tid])
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
-        if self._comparable(result):
-            self._asha(tune_controller, trial).on_trial_complete(tune_controller, trial, result)
-            self._trial_cell.pop(trial.trial_id, None)
-            self._added.discard(trial.trial_id)  # ASHA dropped the trial itself
-        else:
-            self._forget(tune_controller, trial)
+        self._end(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._forget(tune_controller, trial)
+        self._end(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._forget(tune_controller, trial)
+        self._end(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any | None:
+        """A paused trial its cell has let go on, first; else the first pending trial in the sweep's order.
+        A paused trial still waiting for its cell is never chosen."""
+        for tid in list(self._unpause):
+            trial = self._tune.get(tid)
+            if trial is not None and trial.status == Trial.PAUSED:
+                return trial
+            if trial is None or not getattr(trial, "is_saving", False):
+                self._unpause.remove(tid)  # started again, or ended; one still saving its pause stays
+        for trial in tune_controller.get_trials():
+            if trial.status == Trial.PENDING:
+                return trial
+        return None
 
     def debug_string(self) -> str:
-        return f"Per-cell ASHA over {len(self._cells)} cells: {len(self.stopped)} trials stopped early"
+        waiting = sum(1 for t in self._tune.values() if getattr(t, "status", None) == Trial.PAUSED)
+        return (
+            f"Successive halving in {len(self._cells)} cells: {len(self.stopped)} trials stopped early, "
+            f"{waiting} paused at a rung"
+        )

@@ -165,11 +165,13 @@ def _run_probe(spec: SweepSpec, sweep_id: str, sweep_dir: Location, state: Drive
         write_probe(sweep_dir, tables)
 
 
-def _scheduler(spec: SweepSpec) -> CellScheduler | None:
+def _scheduler(spec: SweepSpec, sweep_id: str) -> CellScheduler | None:
     es = spec.early_stopping
     if not es.enabled:
         return None
-    return CellScheduler(grace_period=es.grace_period, reduction_factor=es.reduction_factor)
+    return CellScheduler(
+        grace_period=es.grace_period, reduction_factor=es.reduction_factor, rungs=es.rungs, sink_key=sweep_id
+    )
 
 
 class _TermAsInterrupt:
@@ -228,7 +230,7 @@ def run_sweep(
                     gpus=spec.resources.gpus,
                     max_concurrent_trials=spec.max_concurrent_trials,
                     max_failures=spec.max_failures,
-                    scheduler=_scheduler(spec),
+                    scheduler=_scheduler(spec, sweep_id),
                     verbose=verbose,
                     trial_fn=trial_fn,
                 )

@@ -19,11 +19,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from orchestrator.halving import RecordedTrial
 from orchestrator.schema import EPOCHS_SCHEMA, IDENTITY_FIELDS, PROBE_SCHEMA, TRIALS_SCHEMA, record_row
 from orchestrator.storage import Location
 from worker.config import TrialConfig
 from worker.records import EpochReport, TrialStatus
-from worker.selection import reports_last_epoch, summarize_trial, sweep_progress
+from worker.selection import is_evaluated, reports_last_epoch, summarize_trial, sweep_progress
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -215,6 +216,20 @@ class ResultsStore:
     def _all_ids(self) -> list[str]:
         ordered = set(self._order)
         return self._order + [t for t in {**self._trials, **self._epochs} if t not in ordered]
+
+    def recorded_trials(self) -> list[RecordedTrial]:
+        """Every trial's cell and ID validation per epoch, as the early-stopping scheduler rebuilds its rungs from
+        (after a resume, or for an extension whose cells hold finished trials)."""
+        out = []
+        for tid in self._all_ids():
+            row = self._trials.get(tid)
+            if row is None:
+                continue
+            scores = {e: r["id_val"] for e, r in self._epochs.get(tid, {}).items() if is_evaluated(r)}
+            cell = (row["model"], row["dataset"], row["method"], row["seed"])
+            reached = max(self._epochs.get(tid, {}), default=0)
+            out.append(RecordedTrial(tid, cell, row["status"], scores, reached))
+        return out
 
     def trials_table(self) -> pa.Table:
         return pa.Table.from_pylist(

@@ -59,14 +59,21 @@ def field_path(loc: Sequence[str | int]) -> str:
 
 
 class EarlyStopping(BaseModel):
-    """Per-cell ASHA: trials of one (model, dataset, method, seed) cell compete; other cells never do."""
+    """Synchronous successive halving per cell: the LRs of one (model, dataset, method, seed) are compared at
+    each rung once all have reached it, and only the best 1/reduction_factor go on; other cells never compete."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    grace_period: int = Field(1, ge=1, le=MAX_EPOCHS, description="epochs every trial runs before it can be stopped")
+    grace_period: int = Field(1, ge=1, le=MAX_EPOCHS, description="epochs every trial runs before its first rung")
     reduction_factor: float = Field(
         3.0, gt=1.0, le=100.0, allow_inf_nan=False, description="keep the top 1/reduction_factor at each rung"
+    )
+    rungs: list[Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]] | None = Field(
+        None,
+        max_length=20,
+        description="fractions of a trial's epochs to compare at, e.g. [0.25, 0.5]; default: epochs / "
+        "reduction_factor**k (k = 1, 2, ...), so one spec suits a 3-epoch and a 50-epoch dataset",
     )
 
 
@@ -312,6 +319,15 @@ def validate_spec(
     n = spec.grid_size()
     if n == 0:
         problems.append(ValidationProblem(field="methods", message="no method applies to any of the models"))
+    widest = max((len(spec.lr_grid(m)) for m in spec.methods), default=0)
+    if spec.early_stopping.enabled and 0 < spec.max_concurrent_trials < widest:
+        problems.append(
+            ValidationProblem(
+                field="max_concurrent_trials",
+                message=f"{spec.max_concurrent_trials} with early stopping, whose trials wait for their cell at each "
+                f"rung and count as running meanwhile: at least {widest} (the most LRs of a method), or 0",
+            )
+        )
     if n > spec.max_trials:
         problems.append(
             ValidationProblem(

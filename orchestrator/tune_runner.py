@@ -7,7 +7,8 @@ results sink (the driver's `ResultsStore`). The probe runs as plain Ray tasks.
 Facts this module relies on (measured on Ray 2.60): only `ray.tune.*` imports work inside a Tune function
 (`ray.train.report` there errors); `Tuner.restore` needs an experiment state file, not only `tuner.pkl`; Tune
 pickles the run config (callbacks included) and the scheduler into `tuner.pkl` and restores them from there,
-which is why the callback holds only a key into a registry of this process, not the sink itself.
+which is why the callback and the scheduler hold only a key into a registry of this process (`sinks`), not the
+sink itself.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow.fs as pafs
 import ray
 from ray import tune
 
+from orchestrator import sinks
 from orchestrator.cell_scheduler import TRIAL_CONFIG_KEY
 from orchestrator.storage import Location
 from worker.config import TrialConfig
@@ -49,9 +51,6 @@ class ResultsSink(Protocol):
     def record_epoch(self, trial_id: str, report: EpochReport) -> None: ...
     def finish(self, trial_id: str, *, error: str | None = None) -> str: ...
     def maybe_flush(self) -> bool: ...
-
-
-_SINKS: dict[str, ResultsSink] = {}  # callback key -> the sink of the sweep this process drives
 
 
 # ---- cluster -------------------------------------------------------------------------------------------------
@@ -189,9 +188,7 @@ class _ResultsCallback(tune.Callback):
 
     @property
     def sink(self) -> ResultsSink:
-        if self.key not in _SINKS:
-            raise RuntimeError(f"no results sink registered under {self.key!r}; registered: {sorted(_SINKS)}")
-        return _SINKS[self.key]
+        return sinks.lookup(self.key)
 
     def _id(self, trial: Any) -> str:
         if trial.trial_id not in self._ids:
@@ -281,7 +278,7 @@ def run_trials(job: TuneJob, sink: ResultsSink, *, resume: bool) -> bool:
     results store keys rows by (trial, epoch), so an epoch run twice is still one row).
     """
     _register(job)
-    _SINKS[job.key] = sink
+    sinks.register(job.key, sink)
     sigint = signal.getsignal(signal.SIGINT)  # Tune replaces it for the run and leaves its own behind
     try:
         restored = resume and can_restore(job.experiment_dir)
@@ -295,7 +292,7 @@ def run_trials(job: TuneJob, sink: ResultsSink, *, resume: bool) -> bool:
         tuner.fit()
         return restored
     finally:
-        _SINKS.pop(job.key, None)
+        sinks.unregister(job.key)
         if sigint is not None:  # None: a handler not set from Python, which cannot be put back
             signal.signal(signal.SIGINT, sigint)
 

@@ -1,121 +1,272 @@
-"""Per-cell early stopping, driven through the scheduler hooks with fake trials (no Ray running)."""
+"""Per-cell successive halving, driven through Tune's scheduler hooks with fake trials and a fake controller that
+does what Tune does with each decision (no Ray running): trials wait at a rung for their cell, the best
+1/reduction_factor go on, the rest stop, cells never compete, and a resumed scheduler rebuilt from the sweep's
+results stops exactly the trials an uninterrupted one stops."""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from orchestrator.cell_scheduler import CellScheduler, cell_of, epochs_of
+from orchestrator import sinks
+from orchestrator.cell_scheduler import CellScheduler, cell_of, epochs_of, sweep_trial_id
+from orchestrator.halving import Member, decide, rung_epochs
+from orchestrator.results import ResultsStore
+from tests.orchestrator.test_results import report
+from worker.config import TrialConfig
 
-CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP
 
 
 @dataclass
 class FakeTrial:
     trial_id: str
     config: dict[str, Any] = field(default_factory=dict)
+    status: str = Trial.PENDING
+    is_saving: bool = False
 
 
-def trial(tid: str, model: str, lr: float, *, epochs: int = 4, seed: int = 0) -> FakeTrial:
-    cfg = {"model": model, "dataset": "synth_style", "method": "sgd", "lr": lr, "seed": seed, "epochs": epochs}
-    return FakeTrial(tid, {"trial": cfg})
+def config(model: str, lr: float, *, epochs: int = 4, seed: int = 0) -> TrialConfig:
+    return TrialConfig(model=model, dataset="synth_style", method="sgd", lr=lr, seed=seed, epochs=epochs)
 
 
-def result(epoch: int, id_val: float | None, status: str = "running") -> dict[str, Any]:
-    return {"epoch": epoch, "id_val": id_val, "status": status}
+def trial(model: str, lr: float, **kw: Any) -> FakeTrial:
+    c = config(model, lr, **kw)
+    return FakeTrial(f"tune-{model}-{lr:g}", {"trial": c.to_dict()})
 
 
-# Epoch-1 ID validation accuracy of three LRs in a strong cell and in a weak cell (the weak model's best LR is
-# far below the strong model's worst).
-STRONG = {"s_lo": 0.90, "s_mid": 0.95, "s_hi": 0.80}
-WEAK = {"w_lo": 0.40, "w_mid": 0.60, "w_hi": 0.30}
+class FakeTune:
+    """What Tune's controller does with a scheduler's decisions, and nothing else."""
+
+    def __init__(self, scheduler: CellScheduler, trials: list[FakeTrial], store: ResultsStore | None = None):
+        self.scheduler, self.trials, self.store = scheduler, trials, store
+        for t in trials:
+            scheduler.on_trial_add(self, t)
+
+    def get_trials(self) -> list[FakeTrial]:
+        return self.trials
+
+    def stop_trial(self, t: FakeTrial) -> None:
+        if t.status in (Trial.PENDING, Trial.PAUSED):
+            self.scheduler.on_trial_remove(self, t)
+        t.status = Trial.TERMINATED
+        if self.store is not None:
+            self.store.finish(sweep_trial_id(t))
+
+    def result(self, t: FakeTrial, epoch: int, score: float | None, status: str = "running") -> str:
+        t.status = Trial.RUNNING
+        if self.store is not None:
+            self.store.record_epoch(sweep_trial_id(t), report(epoch, score, status=status))
+        decision = self.scheduler.on_trial_result(self, t, {"epoch": epoch, "id_val": score, "status": status})
+        if decision == PAUSE:
+            t.status = Trial.PAUSED
+        elif decision == STOP or status != "running":
+            self.scheduler.on_trial_complete(self, t, {})
+            t.status = Trial.TERMINATED
+            if self.store is not None:
+                self.store.finish(sweep_trial_id(t))
+        return decision
+
+    def next_to_run(self) -> FakeTrial | None:
+        return self.scheduler.choose_trial_to_run(self)
 
 
-def _trials() -> list[FakeTrial]:
-    lrs = {"lo": 1e-3, "mid": 3e-3, "hi": 1e-2}
-    out = [trial(t, "tiny_vit", lrs[t[2:]]) for t in STRONG]
-    out += [trial(t, "tiny_bit", lrs[t[2:]]) for t in WEAK]
-    return out
-
-
-def _epoch_one(scheduler: TrialScheduler, trials: list[FakeTrial]) -> dict[str, str]:
-    for t in trials:
-        scheduler.on_trial_add(None, t)
-    scores = {**STRONG, **WEAK}
-    return {t.trial_id: scheduler.on_trial_result(None, t, result(1, scores[t.trial_id])) for t in trials}
+STRONG = {1e-3: 0.90, 3e-3: 0.95, 1e-2: 0.80}  # epoch-1 ID validation of a strong model's three LRs
+WEAK = {1e-3: 0.40, 3e-3: 0.60, 1e-2: 0.30}  # the weak model's best is far below the strong model's worst
 
 
 def test_global_asha_stops_the_best_lr_of_a_weak_cell() -> None:
-    """The failure this scheduler exists for: one ASHA over the sweep kills the weak model's best LR."""
+    """The failure per-cell scheduling exists for: one ASHA over the sweep kills the weak model's best LR."""
     asha = AsyncHyperBandScheduler(
         time_attr="epoch", metric="id_val", mode="max", max_t=4, grace_period=1, reduction_factor=3
     )
-    decisions = _epoch_one(asha, _trials())
-    assert decisions["w_mid"] == STOP
+    trials = [trial("tiny_vit", lr) for lr in STRONG] + [trial("tiny_bit", lr) for lr in WEAK]
+    scores = [*STRONG.values(), *WEAK.values()]
+    for t in trials:
+        asha.on_trial_add(None, t)
+    decisions = [asha.on_trial_result(None, t, {"epoch": 1, "id_val": s}) for t, s in zip(trials, scores, strict=True)]
+    assert decisions[4] == STOP  # tiny_bit at 3e-3, its cell's best
 
 
-def test_cell_scheduler_keeps_the_best_lr_of_every_cell() -> None:
-    decisions = _epoch_one(CellScheduler(grace_period=1, reduction_factor=3), _trials())
-    assert decisions["w_mid"] == CONTINUE
-    assert decisions["s_mid"] == CONTINUE
+def test_each_cell_waits_at_its_rung_then_keeps_its_own_best() -> None:
+    sched = CellScheduler(reduction_factor=3)
+    strong = {lr: trial("tiny_vit", lr) for lr in STRONG}
+    weak = {lr: trial("tiny_bit", lr) for lr in WEAK}
+    tune = FakeTune(sched, [*strong.values(), *weak.values()])
+    # 4 epochs, reduction factor 3: one rung, at epoch 1. The first two of a cell wait there for the third.
+    assert tune.result(strong[1e-3], 1, 0.90) == PAUSE
+    assert tune.result(weak[1e-3], 1, 0.40) == PAUSE
+    assert tune.result(strong[3e-3], 1, 0.95) == PAUSE
+    assert tune.next_to_run() is strong[1e-2]  # the first pending trial, never a paused one still waiting
+    assert tune.result(strong[1e-2], 1, 0.80) == STOP  # the cell is complete: only its best (3e-3) goes on
+    assert strong[1e-3].status == Trial.TERMINATED  # the paused loser is stopped
+    assert tune.next_to_run() is strong[3e-3]  # the paused winner is let go on
+    assert tune.result(weak[3e-3], 1, 0.60) == PAUSE
+    assert tune.result(weak[1e-2], 1, 0.30) == STOP
+    assert weak[1e-3].status == Trial.TERMINATED and tune.next_to_run() is strong[3e-3]
+    strong[3e-3].status = Trial.RUNNING
+    assert tune.next_to_run() is weak[3e-3]  # the weak model's best LR survives its own cell's rung
+    assert tune.result(strong[3e-3], 2, 0.96) == CONTINUE  # no rung after epoch 1
+    assert tune.result(strong[3e-3], 4, 0.97, "completed") == CONTINUE
+    assert {sweep_trial_id(t) for t in (strong[1e-3], strong[1e-2], weak[1e-3], weak[1e-2])} == sched.stopped
 
 
-def test_cell_scheduler_stops_a_weak_lr_within_its_cell() -> None:
-    sched = CellScheduler(grace_period=1, reduction_factor=3)
-    decisions = _epoch_one(sched, _trials())
-    # Third to report in each cell and below the cell's cutoff: stopped, and recorded as stopped.
-    assert decisions["w_hi"] == STOP and decisions["s_hi"] == STOP
-    assert sched.stopped == {"w_hi", "s_hi"}
+def test_rungs_are_fractions_of_each_datasets_epochs() -> None:
+    assert rung_epochs(3, reduction_factor=3) == [1]  # FMoW's 3 epochs
+    assert rung_epochs(4, reduction_factor=3) == [1]
+    assert rung_epochs(50, reduction_factor=3) == [2, 6, 17]  # DomainNet's 50
+    assert rung_epochs(6, reduction_factor=2, grace_period=2) == [3]
+    assert rung_epochs(8, reduction_factor=3, fractions=[0.25, 0.5]) == [2, 4]
+    assert rung_epochs(2, reduction_factor=2, grace_period=2) == []  # the only rung would be the last epoch
+    assert rung_epochs(1, reduction_factor=3) == []
 
 
-def test_no_stop_before_the_grace_period() -> None:
-    sched = CellScheduler(grace_period=2, reduction_factor=2)
-    ts = [trial(f"t{i}", "tiny_vit", 10.0**-i, epochs=6) for i in range(4)]
-    for t in ts:
-        sched.on_trial_add(None, t)
-    for i, t in enumerate(ts):
-        assert sched.on_trial_result(None, t, result(1, 0.9 - 0.2 * i)) == CONTINUE
-    # At the grace-period rung the worst of four is compared with the others and stopped.
-    decisions = [sched.on_trial_result(None, t, result(2, 0.9 - 0.2 * i)) for i, t in enumerate(ts)]
-    assert decisions[-1] == STOP
+def test_six_lrs_halve_twice_on_their_best_score_so_far() -> None:
+    sched = CellScheduler(reduction_factor=3, rungs=[0.25, 0.5])  # 8 epochs: rungs at 2 and 4
+    lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+    ts = {lr: trial("tiny_vit", lr, epochs=8) for lr in lrs}
+    tune = FakeTune(sched, list(ts.values()))
+    epoch1 = dict(zip(lrs, [0.1, 0.9, 0.2, 0.3, 0.4, 0.5], strict=True))  # 3e-4 peaked at epoch 1
+    epoch2 = dict(zip(lrs, [0.2, 0.6, 0.7, 0.8, 0.5, 0.1], strict=True))
+    for lr in lrs:
+        assert tune.result(ts[lr], 1, epoch1[lr]) == CONTINUE
+    decisions = {lr: tune.result(ts[lr], 2, epoch2[lr]) for lr in lrs}
+    # Best so far at epoch 2: 3e-4 (0.9), 3e-3 (0.8); the other four stop.
+    assert decisions[3e-2] == STOP and ts[3e-4].status == Trial.PAUSED and decisions[3e-3] == PAUSE
+    assert {lr for lr in lrs if ts[lr].status == Trial.TERMINATED} == {1e-4, 1e-3, 1e-2, 3e-2}
+    for lr in (3e-4, 3e-3):
+        assert tune.next_to_run() is ts[lr]
+        ts[lr].status = Trial.RUNNING
+        assert tune.result(ts[lr], 3, 0.8) == CONTINUE
+    assert tune.result(ts[3e-4], 4, 0.81) == PAUSE
+    assert tune.result(ts[3e-3], 4, 0.95) == CONTINUE  # beats 3e-4's best so far (0.9): the one to go on
+    assert ts[3e-4].status == Trial.TERMINATED
 
 
-def test_final_epoch_and_diverged_reports_are_never_stopped() -> None:
-    sched = CellScheduler(grace_period=1, reduction_factor=2)
-    good, bad, nan = (trial(n, "tiny_vit", lr, epochs=1) for n, lr in (("good", 1e-3), ("bad", 1e-2), ("nan", 1.0)))
-    for t in (good, bad, nan):
-        sched.on_trial_add(None, t)
-    assert sched.on_trial_result(None, good, result(1, 0.9, "completed")) == CONTINUE
-    # Below the rung's cutoff, but it is the trial's last epoch: it simply completes.
-    assert sched.on_trial_result(None, bad, result(1, 0.1, "completed")) == CONTINUE
-    assert sched.on_trial_result(None, nan, result(1, None, "diverged")) == CONTINUE
-    assert sched.on_trial_result(None, nan, result(1, float("nan"), "diverged")) == CONTINUE
-    for t in (good, bad):
-        sched.on_trial_complete(None, t, result(1, 0.5, "completed"))
-    sched.on_trial_complete(None, nan, result(1, None, "diverged"))
+def test_a_diverged_or_failed_trial_does_not_hold_its_cell_at_the_rung() -> None:
+    sched = CellScheduler(reduction_factor=2)
+    a, b, c, d = (trial("tiny_vit", lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2))
+    tune = FakeTune(sched, [a, b, c, d])  # rungs at epochs 2 (and 1)
+    assert tune.result(a, 1, 0.5) == PAUSE
+    assert tune.result(b, 1, None, "diverged") == CONTINUE
+    assert tune.result(c, 1, 0.6) == PAUSE
+    sched.on_trial_error(tune, d)  # failed for good before its first report
+    assert tune.next_to_run() is c and a.status == Trial.TERMINATED  # 2 scored, keep 1
+    assert sched.stopped == {sweep_trial_id(a)}
+
+
+def test_the_last_epoch_is_never_paused_or_stopped() -> None:
+    sched = CellScheduler(reduction_factor=2, grace_period=1)
+    good, bad = trial("tiny_vit", 1e-3, epochs=1), trial("tiny_vit", 1e-2, epochs=1)
+    tune = FakeTune(sched, [good, bad])
+    assert tune.result(good, 1, 0.9, "completed") == CONTINUE
+    assert tune.result(bad, 1, 0.1, "completed") == CONTINUE
     assert sched.stopped == set()
 
 
-def test_complete_error_and_remove_forget_trials() -> None:
-    sched = CellScheduler()
-    a, b, c = (trial(n, "tiny_vit", lr) for n, lr in (("a", 1e-3), ("b", 3e-3), ("c", 1e-2)))
-    for t in (a, b, c):
-        sched.on_trial_add(None, t)
-    sched.on_trial_result(None, a, result(1, 0.5))
-    sched.on_trial_complete(None, a, result(1, 0.5))
-    sched.on_trial_error(None, b)
-    sched.on_trial_remove(None, c)
-    assert "1 cells" in sched.debug_string()
-    # A trial the scheduler never saw added (e.g. after a resume) is added on its first result.
-    late = trial("late", "tiny_vit", 3e-2)
-    assert sched.on_trial_result(None, late, result(1, 0.7)) == CONTINUE
+def _events(lrs: list[float]) -> list[tuple[float, int, float]]:
+    """Two seeds' worth of results, interleaved as Tune might deliver them: (lr, epoch, score)."""
+    curve = {1e-3: [0.5, 0.6, 0.62, 0.64], 3e-3: [0.55, 0.7, 0.72, 0.75], 1e-2: [0.6, 0.58, 0.59, 0.6]}
+    return [(lr, e + 1, curve[lr][e]) for e in range(4) for lr in lrs]
+
+
+def _run(tune: FakeTune, ts: dict[float, FakeTrial], events: list[tuple[float, int, float]]) -> None:
+    for lr, epoch, score in events:
+        t = ts[lr]
+        if (
+            t.status in (Trial.TERMINATED, Trial.PAUSED)
+            or epoch <= tune.scheduler._cells[cell_of(t)][sweep_trial_id(t)].reached
+        ):
+            continue
+        tune.result(t, epoch, score, "completed" if epoch == 4 else "running")
+        nxt = tune.next_to_run()
+        while nxt is not None:  # let go on every paused trial the scheduler releases (Tune would start it)
+            nxt.status = Trial.RUNNING
+            nxt = tune.next_to_run()
+
+
+def test_a_resumed_scheduler_rebuilt_from_the_results_stops_the_same_trials(tmp_path: Path) -> None:
+    lrs = [1e-3, 3e-3, 1e-2]
+    configs = [config("tiny_vit", lr, epochs=4) for lr in lrs]
+    events = _events(lrs)
+
+    def fresh(where: Path) -> tuple[ResultsStore, dict[float, FakeTrial]]:
+        store = ResultsStore(where, "s", configs)
+        ts = {c.lr: FakeTrial(f"tune-{c.lr:g}", {"trial": c.to_dict()}) for c in configs}
+        return store, ts
+
+    whole_store, ts = fresh(tmp_path / "whole")
+    whole = CellScheduler(reduction_factor=3, rungs=[0.5], sink_key="whole")
+    sinks.register("whole", whole_store)
+    try:
+        _run(FakeTune(whole, list(ts.values()), whole_store), ts, events)
+    finally:
+        sinks.unregister("whole")
+    assert len(whole.stopped) == 2  # 3 LRs, one rung at epoch 2: 3e-3 goes on
+
+    store, ts = fresh(tmp_path / "cut")
+    first = CellScheduler(reduction_factor=3, rungs=[0.5], sink_key="cut")
+    sinks.register("cut", store)
+    try:
+        _run(FakeTune(first, list(ts.values()), store), ts, events[:4])  # epoch 1 of all, epoch 2 of one
+        store.flush()
+        restored = pickle.loads(pickle.dumps(first))  # as Tune restores it: without what it learnt
+        assert restored.stopped == set() and restored._cells == {}
+        reopened = ResultsStore(tmp_path / "cut", "s", configs)  # the resumed driver's store, from Parquet
+        sinks.register("cut", reopened)
+        for t in ts.values():  # Tune requeues unfinished trials, paused ones included
+            t.status = Trial.PENDING if t.status != Trial.TERMINATED else t.status
+        _run(FakeTune(restored, list(ts.values()), reopened), ts, events)
+    finally:
+        sinks.unregister("cut")
+    assert restored.stopped == whole.stopped
+    final = {r["trial_id"]: r["status"] for r in reopened.trials_table().to_pylist()}
+    assert final == {r["trial_id"]: r["status"] for r in whole_store.trials_table().to_pylist()}
+
+
+def test_an_extensions_new_lr_is_compared_with_its_cells_finished_trials(tmp_path: Path) -> None:
+    old = [config("tiny_vit", lr) for lr in (1e-3, 3e-3, 1e-2)]
+    new = config("tiny_vit", 3e-2)
+    store = ResultsStore(tmp_path, "s", [*old, new])
+    for c, curve in zip(old, ([0.5, 0.6, 0.6, 0.6], [0.7, 0.8, 0.8, 0.8], [0.6, 0.6, 0.6, 0.6]), strict=True):
+        store.start(c.trial_id())
+        for epoch, v in enumerate(curve, 1):
+            store.record_epoch(c.trial_id(), report(epoch, v, status="completed" if epoch == 4 else "running"))
+        store.finish(c.trial_id())
+    sched = CellScheduler(reduction_factor=3, sink_key="x")
+    sinks.register("x", store)
+    try:
+        t = FakeTrial("tune-new", {"trial": new.to_dict()})
+        tune = FakeTune(sched, [t])
+        # 4 epochs: one rung, at epoch 1, where the finished trials scored 0.7, 0.6 and 0.5; the top 2 of 4 go on
+        assert tune.result(t, 1, 0.55) == STOP
+    finally:
+        sinks.unregister("x")
+
+
+def test_decisions_depend_on_scores_not_on_arrival_order() -> None:
+    def members(order: list[str]) -> dict[str, Member]:
+        scores = {"a": 0.3, "b": 0.9, "c": 0.6, "d": 0.8}
+        out = {}
+        for name in order:
+            m = Member(live=True)
+            m.record(1, scores[name])
+            out[name] = m
+        return out
+
+    one = decide(members(["a", "b", "c", "d"]), [1], 2.0)
+    two = decide(members(["d", "c", "b", "a"]), [1], 2.0)
+    assert one.decisions == two.decisions and one.decisions[0].promoted == {"b", "d"}
 
 
 def test_cells_and_epochs_come_from_the_trial_config() -> None:
-    t = trial("x", "tiny_vit", 1e-3, epochs=5, seed=2)
+    t = trial("tiny_vit", 1e-3, epochs=5, seed=2)
     assert cell_of(t) == ("tiny_vit", "synth_style", "sgd", 2)
     assert epochs_of(t) == 5
     t.config["trial"]["epochs"] = None
@@ -129,6 +280,7 @@ def test_cells_and_epochs_come_from_the_trial_config() -> None:
     [
         ({"grace_period": 0}, "grace_period"),
         ({"reduction_factor": 1.0}, "reduction_factor"),
+        ({"rungs": [0.5, 1.0]}, "fractions"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:

@@ -120,3 +120,15 @@ def test_yaml_text_is_told_from_a_file_name() -> None:
     assert load_spec("models: [tiny_vit]\ndatasets: [synth_style]\nmethods: [sgd]\n").models == ["tiny_vit"]
     with pytest.raises(SweepSpecError, match="No such file"):
         load_spec("missing.yaml")
+
+
+def test_early_stopping_needs_room_for_a_whole_cell_at_its_rung() -> None:
+    es = {"enabled": True, "rungs": [0.25, 0.5]}
+    grid = {"methods": ["sgd"], "lrs": {"sgd": [1e-3, 1e-2, 1e-1]}}
+    spec = load_spec({**_spec(**grid), "early_stopping": es, "max_concurrent_trials": 2})
+    problems = _fields(validate_spec(spec, check_data=False))
+    assert "at least 3 (the most LRs of a method), or 0" in problems["max_concurrent_trials"]
+    for fine in (0, 3):
+        assert validate_spec(spec.model_copy(update={"max_concurrent_trials": fine}), check_data=False) == []
+    with pytest.raises(SweepSpecError, match=r"early_stopping.rungs\[1\]"):
+        load_spec({**_spec(), "early_stopping": {"enabled": True, "rungs": [0.5, 1.0]}})

@@ -224,3 +224,59 @@ def test_an_extension_killed_midway_resumes_with_every_row_once_and_a_reusing_sw
     copied = read_trials(storage / "copy")
     assert set(copied.column("reused_from").to_pylist()) == {"k"}
     assert len(_pairs(storage / "copy")) == 16 and len(list((gate / "started").iterdir())) == 16  # nothing ran
+
+
+def test_early_stopping_pauses_at_the_rung_and_a_killed_sweep_resumes_to_the_same_stops(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """One cell of three LRs, 4 epochs, reduction factor 3: one rung, at epoch 1. The fake trial's best LR is 1e-2
+    at every epoch, so 1e-3 and 1e-1 stop at the rung and 1e-2 runs to the end, whatever the interruption."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    extra = {
+        "methods": ["sgd"],
+        "lrs": {"sgd": [1e-3, 1e-2, 1e-1]},
+        "epochs": 4,
+        "max_concurrent_trials": 3,
+        "early_stopping": {"enabled": True, "reduction_factor": 3},
+    }
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(gate, **extra)))
+    storage = tmp_path / "results"
+    sweep = storage / "k"
+
+    (gate / "budget").write_text("2")  # the first two LRs reach the rung and wait there; the third cannot start
+    first = _driver(spec_file, storage, ray_address, resume=False)
+    _wait_for_epochs(sweep, 2, first)
+    time.sleep(2.0)  # time for Tune to pause them (save, stop); the outcome must not depend on whether it did
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+
+    (gate / "budget").unlink()
+    again = _driver(None, storage, ray_address, resume=True)
+    out, _ = again.communicate(timeout=420)
+    assert again.returncode == 0, out[-4000:]
+    rows = {r["lr"]: r for r in read_trials(sweep).to_pylist()}
+    assert {lr: r["status"] for lr, r in rows.items()} == {1e-3: "stopped", 1e-2: "completed", 1e-1: "stopped"}
+    assert rows[1e-2]["epochs_done"] == 4 and rows[1e-1]["epochs_done"] == 1
+    assert rows[1e-3]["epochs_done"] <= 2  # resumed from its rung checkpoint, it may run one epoch before waiting
+    pairs = _pairs(sweep)
+    assert len(pairs) == len(set(pairs))
+
+
+def test_early_stopping_pauses_and_unpauses_through_tune(ray_address: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    extra = {
+        "methods": ["sgd"],
+        "lrs": {"sgd": [1e-1, 1e-2, 1e-3, 3e-3]},
+        "epochs": 4,
+        "early_stopping": {"enabled": True, "reduction_factor": 2},
+    }
+    spec = load_spec(_spec(gate, **extra))
+    out = run_sweep(spec, "h", tmp_path, address=ray_address, verbose=0, trial_fn=FAKE_TRIAL)
+    assert out.state == "finished", read_driver_state(tmp_path / "h")
+    rows = {r["lr"]: (r["status"], r["epochs_done"]) for r in read_trials(tmp_path / "h").to_pylist()}
+    # rungs at epochs 1 and 2 (4 / 2**k): 4 -> 2 (1e-2, 3e-3) -> 1 (1e-2)
+    assert rows == {1e-1: ("stopped", 1), 1e-2: ("completed", 4), 1e-3: ("stopped", 1), 3e-3: ("stopped", 2)}
+    assert not list((tmp_path / "h" / "tune").glob("*/checkpoint_*"))

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import pytest
 
-from orchestrator import tune_runner
+from orchestrator import sinks, tune_runner
 from orchestrator.results import ResultsStore, read_epochs, read_trials
 from worker.config import TrialConfig
 from worker.records import EpochReport
@@ -54,7 +54,7 @@ def test_callback_forwards_events_to_the_registered_sink(tmp_path: Path) -> None
     cb = tune_runner._ResultsCallback("s")
     with pytest.raises(RuntimeError, match="no results sink"):
         _ = cb.sink
-    tune_runner._SINKS["s"] = store
+    sinks.register("s", store)
     try:
         a, b = fake_trials(tmp_path)
         cb.on_step_begin(0, [a, b])
@@ -67,7 +67,7 @@ def test_callback_forwards_events_to_the_registered_sink(tmp_path: Path) -> None
         cb.on_trial_error(0, [a, b], b)
         cb.on_step_end(0, [a, b])
     finally:
-        tune_runner._SINKS.clear()
+        sinks.unregister("s")
     rows = {r["lr"]: r for r in read_trials(tmp_path / "sweep").to_pylist()}
     assert rows[0.1]["status"] == "stopped" and rows[0.1]["epochs_done"] == 1
     assert rows[0.2]["status"] == "failed" and rows[0.2]["error"] == "ValueError: boom"
@@ -92,13 +92,13 @@ def test_first_step_merges_what_tune_restored(tmp_path: Path) -> None:
         lines = [json.dumps(r) for r in reports] + ['{"epoch": 3, "torn']
         Path(t.path, "result.json").write_text("\n".join(lines))
     a.status = "TERMINATED"
-    tune_runner._SINKS["s"] = store
+    sinks.register("s", store)
     try:
         cb = tune_runner._ResultsCallback("s")
         cb.on_step_begin(0, [a, b])
         cb.on_step_begin(1, [a, b])  # only the first step merges
     finally:
-        tune_runner._SINKS.clear()
+        sinks.unregister("s")
     ida, idb = (c.trial_id() for c in configs())
     assert store.status(ida) == "completed" and store.status(idb) == "pending"
     assert sorted(store._epochs[idb]) == [1]
