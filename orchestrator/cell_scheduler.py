@@ -1,4 +1,4 @@
-"""Early stopping within a cell, on Ray Tune: synchronous successive halving per (model, dataset, method, seed).
+"""Early stopping within a cell, on Ray Tune: synchronous successive halving per (model, dataset, method).
 
 The decisions are `orchestrator.halving`'s; this module applies them to Tune's trials. A trial that reaches a
 rung before the rest of its cell is paused (Tune saves its latest checkpoint and frees its resources) until
@@ -28,7 +28,7 @@ from worker.records import SELECTION_METRIC, TrialStatus
 from worker.selection import reports_last_epoch
 
 TRIAL_CONFIG_KEY = "trial"  # the key of the param space that holds a trial's TrialConfig dict
-Cell = tuple[str, str, str, int]  # model, dataset, method, seed
+Cell = tuple[str, str, str]  # model, dataset, method
 _TUNE_ACTION = {CONTINUE: TrialScheduler.CONTINUE, PAUSE: TrialScheduler.PAUSE, STOP: TrialScheduler.STOP}
 
 
@@ -39,10 +39,10 @@ def _trial_config(trial: Any) -> TrialConfig:
     return TrialConfig.from_dict(config[TRIAL_CONFIG_KEY])
 
 
-def cell_of(trial: Any) -> tuple[str, str, str, int]:
-    """(model, dataset, method, seed) of a Tune trial whose config holds a TrialConfig dict."""
+def cell_of(trial: Any) -> Cell:
+    """(model, dataset, method) of a Tune trial whose config holds a TrialConfig dict: its cell of the tables."""
     t = _trial_config(trial)
-    return (t.model, t.dataset, t.method, t.seed)
+    return (t.model, t.dataset, t.method)
 
 
 def epochs_of(trial: Any) -> int:
@@ -113,11 +113,11 @@ class CellScheduler(FIFOScheduler):
 
     # ---- what is known of each cell ----------------------------------------------------------------------
 
-    def _member(self, tid: str, cell: Cell) -> Member:
+    def _member(self, tid: str, cell: Cell, lr: float) -> Member:
         members = self._cells.setdefault(cell, {})
         if tid not in members:
-            _, dataset, method, _ = cell
-            members[tid] = Member(last_epoch_rule=reports_last_epoch(method, dataset))
+            _, dataset, method = cell
+            members[tid] = Member(group=lr, last_epoch_rule=reports_last_epoch(method, dataset))
         self._cell_of[tid] = cell
         return members[tid]
 
@@ -130,7 +130,7 @@ class CellScheduler(FIFOScheduler):
         if sink is None:
             return
         for rec in sink.recorded_trials():
-            member = self._member(rec.trial_id, rec.cell)
+            member = self._member(rec.trial_id, rec.cell, rec.lr)
             for epoch, score in rec.scores.items():
                 member.record(epoch, score)
             member.reached = max(member.reached, rec.reached)
@@ -143,7 +143,7 @@ class CellScheduler(FIFOScheduler):
         tid = sweep_trial_id(trial)
         if tid not in self._tune:
             cell = cell_of(trial)
-            member = self._member(tid, cell)
+            member = self._member(tid, cell, _trial_config(trial).lr)
             if cell not in self._rungs:
                 epochs = max(1, epochs_of(trial))
                 self._last_epoch[cell] = epochs
@@ -175,7 +175,7 @@ class CellScheduler(FIFOScheduler):
             self._settle(tune_controller, cell)
             return TrialScheduler.CONTINUE
         state = decide(self._cells[cell], self._rungs[cell], self._reduction_factor)
-        action = state.action(tid, member, self._last_epoch[cell])
+        action = state.action(member, self._last_epoch[cell])
         if action == STOP:
             self.stopped.add(tid)
         self._settle(tune_controller, cell, acting=tid)
@@ -190,7 +190,7 @@ class CellScheduler(FIFOScheduler):
                 continue
             if not (trial.status == Trial.PAUSED or getattr(trial, "is_saving", False)):
                 continue
-            action = state.action(tid, member, self._last_epoch[cell])
+            action = state.action(member, self._last_epoch[cell])
             if action == STOP:
                 self.stopped.add(tid)
                 member.live = False

@@ -1,11 +1,13 @@
 """Synchronous successive halving within a cell, as pure functions of the cell's recorded scores.
 
-A cell is one (model, dataset, method, seed): its trials differ in the LR alone. At each rung (an epoch), once
-every trial of the cell that is still running has reached it, the cell's trials are ranked by their best ID
-validation score up to that epoch and the top 1/reduction_factor go on; the others are stopped. A trial that
-reaches a rung first waits (paused) for the rest, so like is always compared with like (Jamieson & Talwalkar,
-"Non-stochastic Best Arm Identification and Hyperparameter Optimization", AISTATS 2016; the per-cell
-synchronous form of Hyperband's first bracket).
+A cell is one (model, dataset, method), a cell of the comparison tables: its trials differ in LR and seed. At
+each rung (an epoch), once every trial of the cell that is still running has reached it, the cell's LRs are
+ranked by their seeds' mean best ID validation score up to that epoch (the selection rule's own measure) and
+the top 1/reduction_factor of the LRs go on, every seed of them; the other LRs stop. So an LR's seeds always
+share one fate, as the selection rule needs (it never lets an LR with an early-stopped seed win over one that
+ran to the end). A trial that reaches a rung first waits (paused) for the rest, so like is always compared
+with like (Jamieson & Talwalkar, "Non-stochastic Best Arm Identification and Hyperparameter Optimization",
+AISTATS 2016; the per-cell synchronous form of Hyperband's first bracket).
 
 Everything here is a function of the scores, never of the order they arrived in: a sweep resumed from its
 epochs.parquet makes exactly the decisions an uninterrupted one made.
@@ -41,7 +43,8 @@ class RecordedTrial:
     """A trial as the sweep's results hold it, for rebuilding a cell's rungs."""
 
     trial_id: str
-    cell: tuple[str, str, str, int]  # model, dataset, method, seed
+    cell: tuple[str, str, str]  # model, dataset, method
+    lr: float
     status: str
     scores: Mapping[int, float]  # epoch -> ID validation, evaluated epochs only
     reached: int  # the last epoch recorded
@@ -51,6 +54,7 @@ class RecordedTrial:
 class Member:
     """One trial of a cell as the scheduler knows it."""
 
+    group: float = 0.0  # the LR: a cell's trials of one LR (its seeds) are ranked, kept and stopped together
     scores: dict[int, float] = field(default_factory=dict)  # epoch -> ID validation, evaluated epochs only
     reached: int = 0  # the last epoch it reported
     live: bool = False  # running or waiting to run in this run: a rung waits for it
@@ -72,41 +76,45 @@ class Member:
 @dataclass(frozen=True)
 class RungDecision:
     epoch: int
-    participants: frozenset[str]  # the trials compared here: the cell's, or the previous rung's promoted
-    ranked: tuple[str, ...]  # participants with a score, best first
-    promoted: frozenset[str]
+    participants: frozenset[float]  # the LRs compared here: the cell's, or the previous rung's promoted
+    ranked: tuple[float, ...]  # participants with a score, best first
+    promoted: frozenset[float]
 
     @property
-    def stopped(self) -> frozenset[str]:
+    def stopped(self) -> frozenset[float]:
         return self.participants - self.promoted
 
 
 @dataclass(frozen=True)
 class CellState:
     decisions: tuple[RungDecision, ...]  # the rungs decided so far, in order
-    waiting_at: int | None  # the first undecided rung, while a live participant has not reached it
-    waiting_for: frozenset[str]  # the participants of that rung
+    waiting_at: int | None  # the first undecided rung, while a live trial of a participant has not reached it
+    waiting_for: frozenset[float]  # the LRs that take part in that rung
 
-    def action(self, trial: str, member: Member, last_epoch: int) -> str:
-        """What `trial`, which has just reported `member.reached`, does next."""
-        if any(trial in d.stopped and member.reached >= d.epoch for d in self.decisions):
+    def action(self, member: Member, last_epoch: int) -> str:
+        """What a trial, which has just reported `member.reached`, does next."""
+        if any(member.group in d.stopped and member.reached >= d.epoch for d in self.decisions):
             return STOP
-        waiting = self.waiting_at is not None and trial in self.waiting_for and member.reached >= self.waiting_at
-        return PAUSE if waiting and member.reached < last_epoch else CONTINUE
+        waiting = self.waiting_at is not None and member.group in self.waiting_for
+        return PAUSE if waiting and self.waiting_at <= member.reached < last_epoch else CONTINUE
 
-    def stopped(self, trial: str) -> bool:
-        return any(trial in d.stopped for d in self.decisions)
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def decide(members: Mapping[str, Member], rungs: Sequence[int], reduction_factor: float) -> CellState:
-    """The cell's rung decisions as far as its scores allow; ties go to the smaller trial id."""
-    participants = frozenset(members)
+    """The cell's rung decisions as far as its scores allow; ties go to the smaller LR."""
+    groups: dict[float, list[Member]] = {}
+    for m in members.values():
+        groups.setdefault(m.group, []).append(m)
+    participants = frozenset(groups)
     decisions: list[RungDecision] = []
     for rung in rungs:
-        if any(members[t].live and members[t].reached < rung for t in participants):
+        if any(m.live and m.reached < rung for g in participants for m in groups[g]):
             return CellState(tuple(decisions), rung, participants)
-        scores = {t: members[t].score_at(rung) for t in participants}
-        ranked = tuple(sorted((t for t, s in scores.items() if s is not None), key=lambda t: (-scores[t], t)))
+        scores = {g: _mean([s for m in groups[g] if (s := m.score_at(rung)) is not None]) for g in participants}
+        ranked = tuple(sorted((g for g, s in scores.items() if s is not None), key=lambda g: (-scores[g], g)))
         if not ranked:
             break  # nothing reached this rung with a score (all diverged or failed): nothing to compare
         keep = max(1, math.ceil(len(ranked) / reduction_factor))

@@ -226,9 +226,9 @@ class ResultsStore:
             if row is None:
                 continue
             scores = {e: r["id_val"] for e, r in self._epochs.get(tid, {}).items() if is_evaluated(r)}
-            cell = (row["model"], row["dataset"], row["method"], row["seed"])
+            cell = (row["model"], row["dataset"], row["method"])
             reached = max(self._epochs.get(tid, {}), default=0)
-            out.append(RecordedTrial(tid, cell, row["status"], scores, reached))
+            out.append(RecordedTrial(tid, cell, row["lr"], row["status"], scores, reached))
         return out
 
     def trials_table(self) -> pa.Table:

@@ -251,23 +251,35 @@ def test_an_extensions_new_lr_is_compared_with_its_cells_finished_trials(tmp_pat
 
 
 def test_decisions_depend_on_scores_not_on_arrival_order() -> None:
-    def members(order: list[str]) -> dict[str, Member]:
-        scores = {"a": 0.3, "b": 0.9, "c": 0.6, "d": 0.8}
+    def members(order: list[float]) -> dict[str, Member]:
+        scores = {1e-3: 0.3, 3e-3: 0.9, 1e-2: 0.6, 3e-2: 0.8}
         out = {}
-        for name in order:
-            m = Member(live=True)
-            m.record(1, scores[name])
-            out[name] = m
+        for lr in order:
+            m = Member(group=lr, live=True)
+            m.record(1, scores[lr])
+            out[f"t{lr}"] = m
         return out
 
-    one = decide(members(["a", "b", "c", "d"]), [1], 2.0)
-    two = decide(members(["d", "c", "b", "a"]), [1], 2.0)
-    assert one.decisions == two.decisions and one.decisions[0].promoted == {"b", "d"}
+    one = decide(members([1e-3, 3e-3, 1e-2, 3e-2]), [1], 2.0)
+    two = decide(members([3e-2, 1e-2, 3e-3, 1e-3]), [1], 2.0)
+    assert one.decisions == two.decisions and one.decisions[0].promoted == {3e-3, 3e-2}
+
+
+def test_an_lrs_seeds_are_ranked_by_their_mean_and_share_one_fate() -> None:
+    sched = CellScheduler(reduction_factor=2)  # 4 epochs: rungs at 2 and 1
+    ts = {(lr, seed): trial("tiny_vit", lr, seed=seed) for lr in (1e-3, 1e-2) for seed in (0, 1)}
+    tune = FakeTune(sched, list(ts.values()))
+    # 1e-3 has the single best seed (0.9) but the worse mean (0.55 against 0.7)
+    scores = {(1e-3, 0): 0.9, (1e-3, 1): 0.2, (1e-2, 0): 0.7, (1e-2, 1): 0.7}
+    decisions = {k: tune.result(t, 1, scores[k]) for k, t in ts.items()}
+    assert decisions[(1e-2, 1)] == CONTINUE and [decisions[k] for k in list(ts)[:3]] == [PAUSE] * 3
+    assert {k for k, t in ts.items() if t.status == Trial.TERMINATED} == {(1e-3, 0), (1e-3, 1)}
+    assert tune.next_to_run() is ts[(1e-2, 0)]
 
 
 def test_cells_and_epochs_come_from_the_trial_config() -> None:
     t = trial("tiny_vit", 1e-3, epochs=5, seed=2)
-    assert cell_of(t) == ("tiny_vit", "synth_style", "sgd", 2)
+    assert cell_of(t) == ("tiny_vit", "synth_style", "sgd")  # seeds of one LR are compared together
     assert epochs_of(t) == 5
     t.config["trial"]["epochs"] = None
     assert epochs_of(t) == 8  # synth_style's catalog default
