@@ -1,26 +1,33 @@
-"""What per-cell early stopping saves on the demo benchmark, and whether it still picks the full grid's LRs.
+"""What early stopping saves on the demo's pretrained backbones, and whether the tables still say the same.
 
-    python bench/early_stopping.py [--weights-root weights] [--models ...] [--datasets ...] [--live]
+    python bench/early_stopping.py [--seeds 3] [--settings 3 2 2:0.5 ...] [--results DIR] [--live]
 
-Runs the demo preset's grid once with early stopping off (every trial runs every epoch), then replays the
-recorded epoch results, in the order they arrived, through `CellScheduler` with the demo's grace period and
-reduction factor: a trial stops where the scheduler would have stopped it. Printed: epochs and trial-seconds
-of the full grid and of the early-stopped grid, and in how many cells (model, dataset, method, seed) the LR
-chosen on ID validation (best epoch of what each trial ran) is the full grid's choice. With --live the demo
-grid is also run for real with early stopping on, and the same figures are printed for that run (its arrival
-order, hence its decisions, can differ from the replay's). Without --weights-root the backbones are random
-init, which makes the numbers a statement about the scheduler, not about fine-tuning.
+Runs one grid in full, early stopping off: the demo preset's models, datasets and methods, each method with 6
+LRs half a decade apart like the paper's grids (the demo's 3 and one below and two above them), with --seeds
+seeds, on the demo's small backbones pretrained on the synthetic source task (pretrained first, then cached
+under .cache/bench-weights). The demo's own grid is the subset of those trials at its 3 LRs.
+
+Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune
+scheduler applies as results arrive) under each of --settings (a reduction factor, then optionally `:` and the
+rungs as fractions of the epochs; default: the scheduler's default rungs at factors 3 and 2, and one rung at half
+the epochs at factors 3 and 2): a trial counts the epochs up to the rung its LR was stopped at. The
+decisions depend on the scores alone, never on the order results arrive in, so the replay stops exactly the
+trials a live early-stopped sweep stops. What a live run adds is the cost of pausing and restoring trials at a
+rung; --live measures it on the demo grid (the demo grid with early stopping on and off, one after the other).
+
+Printed on the last lines, per grid and setting: epochs and trial-seconds of the early-stopped grid against the
+full one; in how many (model, dataset, method) cells the selection rule chooses the full grid's LR; the largest
+change of any OOD and ID table cell, in points. Targets: >= 50% of trial-seconds saved, the same LR in >= 95%
+of cells, no table cell moved by more than 1 point.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,151 +37,261 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 
-from orchestrator.cell_scheduler import CellScheduler  # noqa: E402
 from orchestrator.driver import SweepOutcome, run_sweep  # noqa: E402
+from orchestrator.halving import Member, decide, rung_epochs  # noqa: E402
 from orchestrator.results import read_epochs, read_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
-from worker.selection import select_cells  # noqa: E402
+from worker.records import TrialStatus  # noqa: E402
+from worker.selection import is_evaluated, reports_last_epoch, select_cells  # noqa: E402
 
-CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench-data"
-Cell = tuple[str, str, str, int]
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".cache" / "bench-data"
+WEIGHTS = ROOT / ".cache" / "bench-weights"
+SIX = {  # the demo's 3 LRs per method, one below and two above, half a decade apart
+    "sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+    "sgd_freeze_embed": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+    "sgd_freeze_embed_nomom": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+    "adamw": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
+}
 
 
-@dataclass
-class _Trial:
-    trial_id: str
-    config: dict[str, Any]
+@dataclass(frozen=True)
+class Figures:
+    epochs: int
+    trial_seconds: float
+    chosen: dict[tuple[str, str, str], float | None]
+    table: dict[tuple[str, str, str, str], float | None]  # (model, dataset, method, ood|id) -> percent
 
 
-def demo_spec(args: argparse.Namespace, *, early_stopping: bool) -> SweepSpec:
-    overrides: dict[str, Any] = {"data_root": str(CACHE), "probe": False}
-    if args.models:
-        overrides["models"] = args.models
-    if args.datasets:
-        overrides["datasets"] = args.datasets
-    if args.weights_root:
-        overrides["weights_root"] = str(Path(args.weights_root).resolve())
-    else:
-        overrides.update(weights_root=None, pretrained=False)
-    if args.train_images:
-        overrides["max_train_images"] = args.train_images
-    spec = load_preset("demo", overrides)
-    es = spec.early_stopping.model_copy(update={"enabled": early_stopping})
+@dataclass(frozen=True)
+class Setting:
+    """`3`, `2:0.25,0.5`: successive halving's reduction factor and rungs; `m0.1:0.25`: the alternative measured
+    against it, which stops at each rung the LRs whose seed mean is more than the margin below the cell's best."""
+
+    reduction_factor: float
+    rungs: list[float] | None
+    margin: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Setting:
+        head, _, rungs = text.partition(":")
+        fractions = [float(x) for x in rungs.split(",")] if rungs else None
+        if head.startswith("m"):
+            return cls(3.0, fractions, margin=float(head[1:]))
+        return cls(float(head), fractions)
+
+    def describe(self, epochs: int) -> str:
+        at = rung_epochs(epochs, reduction_factor=self.reduction_factor, fractions=self.rungs)
+        if self.margin is not None:
+            return f"margin rule {self.margin:g} below the best, rungs at epochs {at}"
+        return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
+
+
+def _margin_stops(members: dict[str, Member], rungs: list[int], margin: float) -> dict[float, int]:
+    """LR -> the rung it stops at under the margin rule (the LRs still in it compared at each rung)."""
+    alive = {m.group for m in members.values()}
+    stops: dict[float, int] = {}
+    for rung in rungs:
+        means = {}
+        for lr in alive:
+            scores = [s for m in members.values() if m.group == lr and (s := m.score_at(rung)) is not None]
+            if scores:
+                means[lr] = sum(scores) / len(scores)
+        if not means:
+            break
+        best = max(means.values())
+        for lr, v in means.items():
+            if v < best - margin:
+                stops[lr] = rung
+        alive -= set(stops)
+    return stops
+
+
+def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting: Setting | None) -> SweepSpec:
+    spec = load_preset(
+        "demo",
+        {
+            "data_root": str(DATA),
+            "weights_root": str(args.weights_root or WEIGHTS),
+            "probe": False,
+            "seeds": list(range(args.seeds)),
+            "lrs": lrs,
+        },
+    )
+    es = spec.early_stopping.model_copy(
+        update={"enabled": setting is not None, "grace_period": 1}
+        | ({"reduction_factor": setting.reduction_factor, "rungs": setting.rungs} if setting else {})
+    )
     return spec.model_copy(update={"early_stopping": es})
 
 
-def replay(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int]:
-    """The last epoch each trial would have run under per-cell ASHA, replaying results in arrival order."""
-    fake = {r["trial_id"]: _Trial(r["trial_id"], {"trial": json.loads(r["config_json"])}) for r in trials.to_pylist()}
-    planned = {r["trial_id"]: r["epochs_planned"] for r in trials.to_pylist()}
+def prepare(args: argparse.Namespace, spec: SweepSpec) -> None:
+    from worker.pretrain import pretrain_backbone
+    from worker.synthetic import generate_benchmark
+
+    for d in spec.datasets:
+        generate_benchmark(d, DATA, seed=0)
+    if args.weights_root is None:
+        for m in spec.models:
+            res = pretrain_backbone(m, WEIGHTS)
+            state = "cached" if res.reused else f"pretrained in {res.seconds:.0f} s"
+            print(f"{m}: {state}, source validation accuracy {res.val_acc:.3f}", flush=True)
+
+
+def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table, margin: float | None = None) -> dict[str, int]:
+    """The last epoch each trial runs under early stopping, from the scheduler's own decisions (or the margin
+    rule's)."""
+    rows = epochs.to_pylist()
+    by_trial: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_trial.setdefault(r["trial_id"], []).append(r)
+    cells: dict[tuple[str, str, str], dict[str, Member]] = {}
+    last: dict[str, int] = {}
+    for t in trials.to_pylist():
+        m = Member(group=t["lr"], last_epoch_rule=reports_last_epoch(t["method"], t["dataset"]))
+        for r in by_trial.get(t["trial_id"], []):
+            m.record(r["epoch"], r["id_val"] if is_evaluated(r) else None)
+        cells.setdefault((t["model"], t["dataset"], t["method"]), {})[t["trial_id"]] = m
+        last[t["trial_id"]] = m.reached
     es = spec.early_stopping
-    sched = CellScheduler(grace_period=es.grace_period, reduction_factor=es.reduction_factor)
-    for t in fake.values():
-        sched.on_trial_add(None, t)
-    ran: dict[str, int] = {}
-    stopped: set[str] = set()
-    for r in sorted(epochs.to_pylist(), key=lambda r: (r["reported_at"], r["epoch"])):
-        tid = r["trial_id"]
-        if tid in stopped:
-            continue
-        ran[tid] = r["epoch"]
-        final = r["epoch"] == planned[tid]
-        result = {"epoch": r["epoch"], "id_val": r["id_val"], "status": "completed" if final else "running"}
-        if sched.on_trial_result(None, fake[tid], result) == "STOP":
-            stopped.add(tid)
-    return ran
+    for members in cells.values():
+        planned = max(m.reached for m in members.values())
+        rungs = rung_epochs(
+            planned, reduction_factor=es.reduction_factor, grace_period=es.grace_period, fractions=es.rungs
+        )
+        if margin is not None:
+            by_lr = _margin_stops(members, rungs, margin)
+        else:
+            state = decide(members, rungs, es.reduction_factor)
+            by_lr = {lr: d.epoch for d in reversed(state.decisions) for lr in d.stopped}
+        for tid, m in members.items():
+            if m.group in by_lr:
+                last[tid] = min(last[tid], by_lr[m.group])
+    return last
 
 
-def _cells(trials: pa.Table) -> dict[Cell, list[dict[str, Any]]]:
-    out: dict[Cell, list[dict[str, Any]]] = defaultdict(list)
-    for r in trials.to_pylist():
-        out[(r["model"], r["dataset"], r["method"], r["seed"])].append(r)
-    return out
-
-
-def chosen_lrs(trials: pa.Table, epochs: pa.Table, last_epoch: dict[str, int]) -> dict[Cell, float | None]:
-    """Per cell, the LR the selection rule chooses when each trial counts only the epochs it ran."""
-    ran = [r for r in epochs.to_pylist() if r["epoch"] <= last_epoch.get(r["trial_id"], 0)]
-    out: dict[Cell, float | None] = {}
-    for cell, rows in _cells(trials).items():
-        ids = {t["trial_id"] for t in rows}
-        results = select_cells([{**t, "status": "completed"} for t in rows], [e for e in ran if e["trial_id"] in ids])
-        out[cell] = results[0].chosen_lr
-    return out
-
-
-def cost(epochs: pa.Table, last_epoch: dict[str, int]) -> tuple[int, float]:
-    rows = [r for r in epochs.to_pylist() if r["epoch"] <= last_epoch.get(r["trial_id"], 0)]
-    return len(rows), sum(r["epoch_time_s"] or 0.0 for r in rows)
-
-
-def _complete(outcome: SweepOutcome) -> None:
-    if outcome.state != "finished":
-        raise SystemExit(f"the sweep did not finish ({outcome.state}, {outcome.counts}); no figures")
-
-
-def _print(label: str, full: tuple[int, float], part: tuple[int, float], same: int, cells: int) -> None:
-    print(
-        f"{label}: {part[0]} of {full[0]} epochs ({1 - part[0] / full[0]:.0%} saved), "
-        f"{part[1]:.0f} of {full[1]:.0f} trial-seconds ({1 - part[1] / full[1]:.0%} saved); "
-        f"same LR as the full grid in {same} of {cells} cells"
+def figures(trials: pa.Table, epochs: pa.Table, last: dict[str, int] | None) -> Figures:
+    """Cost and tables of the grid when each trial runs to `last[trial]` (None: every epoch it ran)."""
+    rows = epochs.to_pylist()
+    kept = [r for r in rows if last is None or r["epoch"] <= last[r["trial_id"]]]
+    trial_rows = []
+    for t in trials.to_pylist():
+        cut = last is not None and last[t["trial_id"]] < max(t["epochs_done"] or 0, 1)
+        trial_rows.append({**t, "status": TrialStatus.STOPPED if cut else t["status"]})
+    cells = select_cells(trial_rows, kept)
+    table: dict[tuple[str, str, str, str], float | None] = {}
+    for c in cells:
+        for name, metric in (("ood", "ood_test"), ("id", "id_test")):
+            v = c.mean(metric)
+            table[(c.model, c.dataset, c.method, name)] = None if v is None else 100.0 * v
+    return Figures(
+        epochs=len(kept),
+        trial_seconds=sum(r["epoch_time_s"] or 0.0 for r in kept),
+        chosen={c.key: c.chosen_lr for c in cells},
+        table=table,
     )
+
+
+def compare(label: str, full: Figures, stopped: Figures) -> str:
+    same = sum(stopped.chosen[k] == v for k, v in full.chosen.items())
+    moves = {
+        name: max(
+            (abs((stopped.table[k] or 0.0) - (v or 0.0)) for k, v in full.table.items() if k[3] == name),
+            default=0.0,
+        )
+        for name in ("ood", "id")
+    }
+    worst = max(
+        (k for k in full.table if full.table[k] is not None),
+        key=lambda k: abs((stopped.table[k] or 0.0) - (full.table[k] or 0.0)),
+    )
+    return (
+        f"{label}: {1 - stopped.epochs / full.epochs:.0%} of epochs and "
+        f"{1 - stopped.trial_seconds / full.trial_seconds:.0%} of trial-seconds saved "
+        f"({stopped.trial_seconds:.0f} of {full.trial_seconds:.0f}); same LR in {same} of {len(full.chosen)} cells "
+        f"({same / len(full.chosen):.0%}); largest table change {moves['ood']:.1f} points OOD, {moves['id']:.1f} "
+        f"ID ({'/'.join(worst)})"
+    )
+
+
+def subset(trials: pa.Table, epochs: pa.Table, lrs: dict[str, list[float]]) -> tuple[pa.Table, pa.Table]:
+    keep = {t["trial_id"] for t in trials.to_pylist() if t["lr"] in lrs[t["method"]]}
+    ids = pa.array(sorted(keep), pa.string())
+    return trials.filter(pc.is_in(trials["trial_id"], value_set=ids)), epochs.filter(
+        pc.is_in(epochs["trial_id"], value_set=ids)
+    )
+
+
+def _finished(outcome: SweepOutcome) -> None:
+    if outcome.state != "finished" or outcome.counts.get("failed"):
+        raise SystemExit(f"the sweep did not finish cleanly ({outcome.state}, {outcome.counts}); no figures")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights-root", help="tiny pretrained backbones; default: random init")
-    p.add_argument("--models", nargs="+")
-    p.add_argument("--datasets", nargs="+")
-    p.add_argument("--train-images", type=int, help="override the demo's max_train_images")
-    p.add_argument("--live", action="store_true", help="also run the early-stopped grid for real")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--weights-root", help="pretrained tiny backbones (default: pretrain into .cache/bench-weights)")
+    p.add_argument("--settings", nargs="+", default=["3", "2", "3:0.5", "2:0.5", "m0.05", "m0.1"], help="see Setting")
+    p.add_argument("--results", help="a finished full grid's sweep directory to replay instead of running one")
+    p.add_argument("--live", action="store_true", help="also run the demo grid with early stopping on and off")
     args = p.parse_args()
 
     import ray
 
-    from worker.synthetic import generate_benchmark
-
-    full_spec = demo_spec(args, early_stopping=False)
-    for d in full_spec.datasets:
-        generate_benchmark(d, CACHE, seed=0)
+    demo_lrs = load_preset("demo").lrs
+    settings = [Setting.parse(x) for x in args.settings]
+    full_spec = grid_spec(args, lrs=SIX, setting=None)
+    prepare(args, full_spec)
     work = Path(tempfile.mkdtemp(prefix="bench-es-"))
     os.environ["HOME"] = str(work / "home")  # Ray 2.60 writes an auth token under HOME
     try:
-        ray.init(_temp_dir=str(work / "ray"), num_cpus=2, include_dashboard=False, log_to_driver=False)
-        t0 = time.perf_counter()
-        _complete(run_sweep(full_spec, "full", work / "results", verbose=0))
-        full_wall = time.perf_counter() - t0
-        trials, epochs = read_trials(work / "results" / "full"), read_epochs(work / "results" / "full")
-        everything = {r["trial_id"]: r["epochs_done"] for r in trials.to_pylist()}
-        full_cost, full_lrs = cost(epochs, everything), chosen_lrs(trials, epochs, everything)
-        cells = len(full_lrs)
-        print(f"demo grid: {trials.num_rows} trials in {cells} cells, {full_spec.epochs} epochs each")
-        print(f"full grid: {full_cost[0]} epochs, {full_cost[1]:.0f} trial-seconds, {full_wall:.0f} s wall")
-
-        ran = replay(full_spec, trials, epochs)
-        es_lrs = chosen_lrs(trials, epochs, ran)
-        _print(
-            "per-cell ASHA (replay)",
-            full_cost,
-            cost(epochs, ran),
-            sum(es_lrs[c] == full_lrs[c] for c in full_lrs),
-            cells,
-        )
+        if args.results:
+            sweep = Path(args.results)
+        else:
+            ray.init(_temp_dir=str(work / "ray"), num_cpus=2, include_dashboard=False, log_to_driver=False)
+            t0 = time.perf_counter()
+            print(f"running the full grid: {full_spec.grid_size()} trials", flush=True)
+            _finished(run_sweep(full_spec, "full", work / "results", verbose=0))
+            print(f"full grid ran in {time.perf_counter() - t0:.0f} s wall", flush=True)
+            sweep = work / "results" / "full"
+            kept = ROOT / ".cache" / "bench-es-full"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(sweep, kept, ignore=shutil.ignore_patterns("tune"))
+            print(f"(its results are kept in {kept}; --results {kept} replays them)", flush=True)
+        trials, epochs = read_trials(sweep), read_epochs(sweep)
+        lines = []
+        for label, lrs in (("6-LR grid", SIX), ("demo grid", demo_lrs)):
+            t, e = subset(trials, epochs, lrs)
+            full = figures(t, e, None)
+            n_seeds = len(set(t.column("seed").to_pylist()))
+            lines.append(f"{label}: {t.num_rows} trials, {n_seeds} seeds, {full_spec.epochs} epochs each")
+            for setting in settings:
+                es = grid_spec(args, lrs=lrs, setting=setting)
+                stopped = figures(t, e, stop_epochs(es, t, e, setting.margin))
+                lines.append(compare(f"  {setting.describe(full_spec.epochs or 1)}", full, stopped))
 
         if args.live:
-            t0 = time.perf_counter()
-            _complete(run_sweep(demo_spec(args, early_stopping=True), "live", work / "results", verbose=0))
-            live_wall = time.perf_counter() - t0
-            lt, le = read_trials(work / "results" / "live"), read_epochs(work / "results" / "live")
-            done = {r["trial_id"]: r["epochs_done"] for r in lt.to_pylist()}
-            live_lrs = chosen_lrs(lt, le, done)
-            same = sum(live_lrs[c] == full_lrs[c] for c in full_lrs)
-            _print("per-cell ASHA (live)", full_cost, cost(le, done), same, cells)
-            stopped = sum(1 for r in lt.to_pylist() if r["status"] == "stopped")
-            print(f"live run: {stopped} trials stopped early, {live_wall:.0f} s wall against {full_wall:.0f} s")
-        ray.shutdown()
+            if not ray.is_initialized():
+                ray.init(_temp_dir=str(work / "ray"), num_cpus=2, include_dashboard=False, log_to_driver=False)
+            walls = {}
+            for on in (False, True):
+                spec = grid_spec(args, lrs=demo_lrs, setting=settings[0] if on else None)
+                t0 = time.perf_counter()
+                _finished(run_sweep(spec, f"live-{on}", work / "results", verbose=0))
+                walls[on] = time.perf_counter() - t0
+            lt = read_trials(work / "results" / "live-True")
+            stopped = sum(1 for r in lt.to_pylist() if r["status"] == TrialStatus.STOPPED)
+            lines.append(
+                f"demo grid live, {args.seeds} seed(s), {settings[0].describe(full_spec.epochs or 1)}: "
+                f"{walls[True]:.0f} s wall with early stopping ({stopped} trials stopped) against {walls[False]:.0f} s "
+                f"without ({1 - walls[True] / walls[False]:.0%} saved, pausing and restoring included)"
+            )
+        print("\n".join(lines))
     finally:
+        if ray.is_initialized():
+            ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
 
