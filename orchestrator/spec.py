@@ -319,13 +319,15 @@ def validate_spec(
     n = spec.grid_size()
     if n == 0:
         problems.append(ValidationProblem(field="methods", message="no method applies to any of the models"))
-    widest = max((len(spec.lr_grid(m)) for m in spec.methods), default=0)
+    lrs = max((len(spec.lr_grid(m)) for m in spec.methods), default=0)
+    widest = lrs * max((len(spec.seeds_for(m)) for m in spec.models), default=0)
     if spec.early_stopping.enabled and 0 < spec.max_concurrent_trials < widest:
         problems.append(
             ValidationProblem(
                 field="max_concurrent_trials",
                 message=f"{spec.max_concurrent_trials} with early stopping, whose trials wait for their cell at each "
-                f"rung and count as running meanwhile: at least {widest} (the most LRs of a method), or 0",
+                f"rung and count as running meanwhile: at least {widest} (the most trials of a cell, LRs x seeds), "
+                "or 0",
             )
         )
     if n > spec.max_trials:

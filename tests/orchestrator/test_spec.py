@@ -127,7 +127,9 @@ def test_early_stopping_needs_room_for_a_whole_cell_at_its_rung() -> None:
     grid = {"methods": ["sgd"], "lrs": {"sgd": [1e-3, 1e-2, 1e-1]}}
     spec = load_spec({**_spec(**grid), "early_stopping": es, "max_concurrent_trials": 2})
     problems = _fields(validate_spec(spec, check_data=False))
-    assert "at least 3 (the most LRs of a method), or 0" in problems["max_concurrent_trials"]
+    assert "at least 3 (the most trials of a cell, LRs x seeds), or 0" in problems["max_concurrent_trials"]
+    two_seeds = validate_spec(spec.model_copy(update={"seeds": [0, 1], "max_concurrent_trials": 3}), check_data=False)
+    assert "at least 6" in _fields(two_seeds)["max_concurrent_trials"]
     for fine in (0, 3):
         assert validate_spec(spec.model_copy(update={"max_concurrent_trials": fine}), check_data=False) == []
     with pytest.raises(SweepSpecError, match=r"early_stopping.rungs\[1\]"):
