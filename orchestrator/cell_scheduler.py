@@ -221,10 +221,29 @@ class CellScheduler(FIFOScheduler):
                 return trial
             if trial is None or not getattr(trial, "is_saving", False):
                 self._unpause.remove(tid)  # started again, or ended; one still saving its pause stays
-        for trial in tune_controller.get_trials():
+        trials = tune_controller.get_trials()
+        for trial in trials:
             if trial.status == Trial.PENDING:
                 return trial
+        if self._unpause or any(t.status == Trial.RUNNING for t in trials):
+            return None
+        if any(t.status == Trial.PAUSED for t in trials) and self._release_absent(tune_controller):
+            return self.choose_trial_to_run(tune_controller)
         return None
+
+    def _release_absent(self, tune_controller: Any) -> bool:
+        """Every trial of this run waits at a rung while nothing runs or waits to start: Tune has created every
+        trial it will, so the trials the results listed but this run lacks are not coming. The rungs stop waiting
+        for them (instead of the sweep waiting forever); True if a decision was let go."""
+        absent = [
+            (cell, m) for cell, ms in self._cells.items() for tid, m in ms.items() if m.live and tid not in self._tune
+        ]
+        for _, member in absent:
+            member.live = False
+        for cell in {cell for cell, _ in absent}:
+            if cell in self._rungs:
+                self._settle(tune_controller, cell)
+        return bool(self._unpause)
 
     def debug_string(self) -> str:
         waiting = sum(1 for t in self._tune.values() if getattr(t, "status", None) == Trial.PAUSED)

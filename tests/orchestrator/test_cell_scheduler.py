@@ -305,3 +305,19 @@ def test_search_properties_must_agree() -> None:
     assert sched.set_search_properties(None, None)
     assert sched.set_search_properties("id_val", "max")
     assert not sched.set_search_properties("ood_test", "max")
+
+
+def test_a_trial_the_results_list_but_tune_never_creates_does_not_hold_the_rung_forever(tmp_path: Path) -> None:
+    configs = [config("tiny_vit", lr) for lr in (1e-3, 1e-2, 1e-1)]
+    store = ResultsStore(tmp_path, "s", configs)  # all three listed as pending
+    sched = CellScheduler(reduction_factor=3, sink_key="absent")
+    sinks.register("absent", store)
+    try:
+        a, b = (FakeTrial(f"t{c.lr:g}", {"trial": c.to_dict()}) for c in configs[:2])
+        tune = FakeTune(sched, [a, b])  # the third is never created in this run
+        assert tune.result(a, 1, 0.5) == PAUSE
+        assert tune.result(b, 1, 0.7) == PAUSE  # waits for the listed third
+        assert tune.next_to_run() is b  # nothing runs or waits to start: the rung decides without it
+        assert a.status == Trial.TERMINATED
+    finally:
+        sinks.unregister("absent")
