@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install browser demo demo-browse test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ browser:
 
 demo: $(STAMP)
 	$(BIN)/python -m api.demo
+
+demo-browse: $(STAMP)
+	$(BIN)/python -m api.demo --browse
 
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest

@@ -4,6 +4,10 @@ It generates the synthetic shift benchmarks in the real datasets' layouts, pretr
 (once; cached), starts a local Ray head with its dashboard and the REST API on localhost, submits the `demo`
 preset over REST with the `shiftsweep` CLI, watches it, prints Tables 1 and 2 and the layer-gradient probe, and
 stops what it started, also when interrupted. A second run reuses the data, the backbones and the Ray token.
+
+`python -m api.demo --browse` (`make demo-browse`) serves a finished demo's results again, without Ray: the API
+on a fixed port over the demo's storage and registry, so its tables, report and files can be read after the
+demo has stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,6 +30,7 @@ from orchestrator.local_cluster import LocalRayNode, free_port
 
 DEMO_MODELS = ("tiny_vit", "tiny_convnext", "tiny_bit")
 DEMO_DATASETS = ("synth_spurious", "synth_style", "synth_stain")
+BROWSE_PORT = 8000
 
 
 def _bin(name: str) -> str:
@@ -41,9 +47,20 @@ def _step(title: str) -> float:
     return time.perf_counter()
 
 
-def _wait_http(url: str, timeout_s: float, what: str, headers: dict[str, str] | None = None) -> None:
+def _wait_http(
+    url: str,
+    timeout_s: float,
+    what: str,
+    headers: dict[str, str] | None = None,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Return once `url` answers; exit with the end of `log` if `proc` (what should answer) has died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-2000:] if log is not None and log.exists() else ""
+            raise SystemExit(f"error: {what} exited with {proc.returncode} before answering at {url}:\n{tail}")
         try:
             if httpx.get(url, timeout=2.0, headers=headers).status_code < 500:
                 return
@@ -113,21 +130,25 @@ class Demo:
         print(f"   up in {time.perf_counter() - t:.1f} s")
         return self.dashboard
 
-    def start_api(self, stack: ExitStack) -> str:
-        t = _step("REST API on localhost")
-        port = free_port()
-        token = secrets.token_urlsafe(24)
+    def api_token(self) -> Path:
+        """The demo API's bearer token, in a file the user can read it from (cancel, resume, extend need it)."""
+        path = self.out / "api_token"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path
+
+    def _serve(self, stack: ExitStack, port: int, log_name: str) -> subprocess.Popen:
+        """`shiftsweep serve` over the demo's storage and registry, stopped when `stack` closes."""
         self.env.update(
             {
                 "SHIFTSWEEP_STORAGE": str(self.storage),
                 "SHIFTSWEEP_REGISTRY": str(self.registry),
-                "SHIFTSWEEP_RAY_ADDRESS": self.dashboard,
-                "SHIFTSWEEP_DASHBOARD_URL": self.dashboard,
-                "SHIFTSWEEP_API_TOKEN": token,
+                "SHIFTSWEEP_API_TOKEN": self.api_token().read_text().strip(),
                 "SHIFTSWEEP_URL": f"http://127.0.0.1:{port}",
             }
         )
-        log = (self.out / "api.log").open("w")
+        log = (self.out / log_name).open("w")
         proc = subprocess.Popen(
             [_bin("shiftsweep"), "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=self.env,
@@ -136,10 +157,41 @@ class Demo:
             start_new_session=True,
         )
         stack.callback(self._stop_process, proc, log)
+        return proc
+
+    def start_api(self, stack: ExitStack) -> str:
+        t = _step("REST API on localhost")
+        port = free_port()
+        self.env.update({"SHIFTSWEEP_RAY_ADDRESS": self.dashboard, "SHIFTSWEEP_DASHBOARD_URL": self.dashboard})
+        self._serve(stack, port, "api.log")
         _wait_http(f"http://127.0.0.1:{port}/api/v1/health", 60, "the API")
         print(f"   API: http://127.0.0.1:{port}/docs   (log: {self.out / 'api.log'})")
         print(f"   up in {time.perf_counter() - t:.1f} s")
         return self.env["SHIFTSWEEP_URL"]
+
+    def browse(self, port: int) -> int:
+        """Serve the finished demo's results until Ctrl-C; no Ray, so reads only."""
+        if not self.registry.exists():
+            print(f"error: no demo results under {self.out} (no {self.registry.name}); run `make demo` first")
+            return 2
+        from api.server.registry import SqliteSweepRepository
+
+        sweeps, _ = SqliteSweepRepository(self.registry).page(limit=5, offset=0)
+        url = f"http://127.0.0.1:{port}"
+        with ExitStack() as stack:
+            api = self._serve(stack, port, "browse.log")
+            _wait_http(f"{url}/api/v1/health", 60, "the API", proc=api, log=self.out / "browse.log")
+            print(f"The demo's results, served at {url} (API docs: {url}/docs); Ctrl-C stops it.")
+            for sweep in sweeps:
+                print(f"  sweep {sweep.id} ({sweep.status}, {sweep.created_at:%Y-%m-%d %H:%M} UTC):")
+                print(f"    report:  {url}/api/v1/sweeps/{sweep.id}/report")
+                print(f"    tables:  shiftsweep --url {url} tables {sweep.id} ood")
+            print("  Ray is not running here: sweeps can be read, not resumed or extended.")
+            try:
+                api.wait()
+            except KeyboardInterrupt:
+                pass
+        return 0
 
     @staticmethod
     def _stop_process(proc: subprocess.Popen, log) -> None:
@@ -183,6 +235,12 @@ class Demo:
             _step(title)
             self.cli("tables", sweep_id, name)
         sweep_dir = self.storage / sweep_id
+        _step("what was compared, and what came out")
+        from analysis.findings import findings
+        from analysis.sweep_data import load_sweep
+
+        for sentence in findings(load_sweep(sweep_dir)):
+            print(textwrap.fill(sentence, width=118, initial_indent="  - ", subsequent_indent="    "))
         _step("where the outputs are")
         print(f"   Parquet: {sweep_dir}/trials.parquet, epochs.parquet, probe.parquet")
         print(
@@ -190,6 +248,12 @@ class Demo:
         )
         self.cli("report", sweep_id, "--out", str(sweep_dir / "report.html"), capture=True)  # the final page
         print(f"   report:  {sweep_dir}/report.html (a file: it stays after the demo; open it in a browser)")
+        url = self.env["SHIFTSWEEP_URL"]
+        print(
+            f"   while it runs: {url}/api/v1/sweeps/{sweep_id}/report, `shiftsweep --url {url} ...`, token in "
+            f"{self.api_token()} (export SHIFTSWEEP_API_TOKEN=$(cat {self.api_token()}) for cancel/resume/extend)"
+        )
+        print(f"   after it ends: make demo-browse (serves these results at http://127.0.0.1:{BROWSE_PORT})")
 
 
 def wall_time_line(preparation_s: float, run_s: float, shutdown_s: float) -> str:
@@ -206,9 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="where data, weights and results go")
     p.add_argument("--pretrain-minutes", type=float, help="pretraining budget per backbone (default: its own)")
     p.add_argument("--keep-running", action="store_true", help="leave Ray and the API up until Ctrl-C")
+    p.add_argument("--browse", action="store_true", help="serve a finished demo's results (no Ray) until Ctrl-C")
+    p.add_argument("--port", type=int, default=BROWSE_PORT, help="with --browse: the API's port (%(default)s)")
     args = p.parse_args(argv)
     os.environ.setdefault("OUTDATED_IGNORE", "1")
     demo = Demo(args.out, args.pretrain_minutes)
+    if args.browse:
+        return demo.browse(args.port)
     demo.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
