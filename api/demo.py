@@ -243,17 +243,15 @@ class Demo:
             print(textwrap.fill(sentence, width=118, initial_indent="  - ", subsequent_indent="    "))
         _step("where the outputs are")
         print(f"   Parquet: {sweep_dir}/trials.parquet, epochs.parquet, probe.parquet")
-        print(
-            f"   tables:  shiftsweep tables {sweep_id} <ood|id|ablation|best|memory|probe> --format md|csv|latex|json"
-        )
         self.cli("report", sweep_id, "--out", str(sweep_dir / "report.html"), capture=True)  # the final page
         print(f"   report:  {sweep_dir}/report.html (a file: it stays after the demo; open it in a browser)")
-        url = self.env["SHIFTSWEEP_URL"]
-        print(
-            f"   while it runs: {url}/api/v1/sweeps/{sweep_id}/report, `shiftsweep --url {url} ...`, token in "
-            f"{self.api_token()} (export SHIFTSWEEP_API_TOKEN=$(cat {self.api_token()}) for cancel/resume/extend)"
-        )
-        print(f"   after it ends: make demo-browse (serves these results at http://127.0.0.1:{BROWSE_PORT})")
+        url, token = self.env["SHIFTSWEEP_URL"], self.api_token()
+        print(f"   API while the demo runs (--keep-running keeps it): {url}; its token, for cancel, resume and extend:")
+        print(f"   export SHIFTSWEEP_URL={url} SHIFTSWEEP_API_TOKEN=$(cat {token})")
+        browse = f"http://127.0.0.1:{BROWSE_PORT}"
+        print(f"   after the demo: make demo-browse serves these results at {browse}; then, for example,")
+        tables = "<ood|id|ablation|best|memory|probe> --format md|csv|latex|json"
+        print(f"   shiftsweep --url {browse} tables {sweep_id} {tables}")
 
 
 def wall_time_line(preparation_s: float, run_s: float, shutdown_s: float) -> str:
