@@ -233,7 +233,7 @@ class Demo:
     def show_results(self, sweep_id: str) -> None:
         for name, title in (("ood", "Table 1: OOD"), ("id", "Table 2: ID"), ("probe", "Layer-gradient probe")):
             _step(title)
-            self.cli("tables", sweep_id, name)
+            self.cli("tables", sweep_id, name, "--format", "text")
         sweep_dir = self.storage / sweep_id
         _step("what was compared, and what came out")
         from analysis.findings import findings
@@ -250,7 +250,7 @@ class Demo:
         print(f"   export SHIFTSWEEP_URL={url} SHIFTSWEEP_API_TOKEN=$(cat {token})")
         browse = f"http://127.0.0.1:{BROWSE_PORT}"
         print(f"   after the demo: make demo-browse serves these results at {browse}; then, for example,")
-        tables = "<ood|id|ablation|best|memory|probe> --format md|csv|latex|json"
+        tables = "<ood|id|ablation|best|memory|probe> --format text|markdown|csv|latex|json"
         print(f"   shiftsweep --url {browse} tables {sweep_id} {tables}")
 
 

@@ -41,14 +41,14 @@ BEST_NOTE = (
     "(the paper's Table 3 does the same); each cell's LR was chosen on ID validation only."
 )
 DISPLAY = (
-    DisplayColumn("Dataset", "dataset_title"),
+    DisplayColumn("Dataset", "dataset_title", short_key="dataset"),
     DisplayColumn("Ours (OOD)", "ood", ci_key="ood_ci90", marks_key="marks"),
     DisplayColumn("Ours by", "by"),
-    DisplayColumn("Paper best", "paper_best"),
-    DisplayColumn("Paper by", "paper_by"),
-    DisplayColumn("Prior best", "prior_sota"),
-    DisplayColumn("vs paper", "vs_paper"),
-    DisplayColumn("vs prior", "vs_prior"),
+    DisplayColumn("Paper best", "paper_best", short="Paper"),
+    DisplayColumn("Paper by", "paper_by", short="by"),
+    DisplayColumn("Prior best", "prior_sota", short="Prior"),
+    DisplayColumn("vs paper", "vs_paper", short="Δ paper"),
+    DisplayColumn("vs prior", "vs_prior", short="Δ prior"),
 )
 
 

@@ -260,7 +260,7 @@ def _display(datasets: Sequence[str], lead: Sequence[DisplayColumn]) -> tuple[Di
     cols = list(lead)
     for d in datasets:
         title = labels.title("dataset", d)
-        cols.append(DisplayColumn(title, d, f"{d}_ci90", f"{d}_marks", f"{d}_vs_sgd", f"{d}_paper"))
+        cols.append(DisplayColumn(title, d, f"{d}_ci90", f"{d}_marks", f"{d}_vs_sgd", f"{d}_paper", short=d))
     cols.append(DisplayColumn("Avg", "avg", None, "avg_marks", "avg_vs_sgd", "avg_paper"))
     return tuple(cols)
 

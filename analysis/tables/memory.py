@@ -41,11 +41,11 @@ COLUMNS = (
 DISPLAY = (
     DisplayColumn("Model", "model_title"),
     DisplayColumn("Method", "method_title"),
-    DisplayColumn("Completed", "completed_trials"),
+    DisplayColumn("Completed", "completed_trials", short="Done"),
     DisplayColumn("Peak (MiB)", "peak_memory_mib"),
-    DisplayColumn("Optimizer state (MiB)", "optimizer_state_mib"),
+    DisplayColumn("Optimizer state (MiB)", "optimizer_state_mib", short="State (MiB)"),
     DisplayColumn("State B/param", "state_bytes_per_param"),
-    DisplayColumn("AdamW more (%)", "adamw_overhead_pct", paper_key="adamw_overhead_paper_pct"),
+    DisplayColumn("AdamW more (%)", "adamw_overhead_pct", paper_key="adamw_overhead_paper_pct", short="AdamW +%"),
 )
 
 

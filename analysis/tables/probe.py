@@ -46,7 +46,7 @@ COLUMNS = (
 )
 DISPLAY = (
     DisplayColumn("Model", "model_title"),
-    DisplayColumn("Dataset", "dataset_title"),
+    DisplayColumn("Dataset", "dataset_title", short_key="dataset"),
     DisplayColumn("Measure", "measure_title"),
     DisplayColumn("Embedding", "embed", number_format=".3g"),
     DisplayColumn("Middle median", "middle_median", number_format=".3g"),

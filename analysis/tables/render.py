@@ -1,8 +1,9 @@
-"""A `TableData` as bytes in one of five formats, with its media type.
+"""A `TableData` as bytes in one of six formats, with its media type.
 
-Markdown and LaTeX show the people's view (`TableData.view`); CSV, JSON and Parquet carry every machine column
-with raw values. JSON and Parquet also carry the title and the notes; CSV has only the header and the rows, so
-that any CSV reader parses it.
+Markdown and LaTeX show the people's view (`TableData.view`), text its compact view for a terminal (120
+columns: short headers, no change against SGD and no paper numbers, notes wrapped); CSV, JSON and Parquet carry
+every machine column with raw values. JSON and Parquet also carry the title and the notes; CSV has only the
+header and the rows, so that any CSV reader parses it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +45,26 @@ def _markdown(t: TableData) -> bytes:
     if t.notes:
         out.append("")
         out += [f"- {n}" for n in t.notes]
+    return ("\n".join(out) + "\n").encode()
+
+
+TEXT_WIDTH = 120
+COMPACT_NOTE = "Compact view: each cell's change against SGD and the paper's number are in the other formats."
+
+
+def _text(t: TableData) -> bytes:
+    headers, body = t.view(compact=True)
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [t.title, "", line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in body] or ["(no rows)"]
+    notes = [*t.notes, COMPACT_NOTE] if any(d.delta_key or d.paper_key for d in t.display) else list(t.notes)
+    if notes:
+        out.append("")
+        out += [textwrap.fill(n, width=TEXT_WIDTH, initial_indent="- ", subsequent_indent="  ") for n in notes]
     return ("\n".join(out) + "\n").encode()
 
 
@@ -146,6 +168,7 @@ FORMATS: dict[str, tuple[Callable[[TableData], bytes], str]] = {
     "latex": (_latex, "application/x-latex; charset=utf-8"),
     "json": (_json, "application/json"),
     "parquet": (_parquet, "application/vnd.apache.parquet"),
+    "text": (_text, "text/plain; charset=utf-8"),
 }
 
 

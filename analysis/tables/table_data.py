@@ -9,7 +9,7 @@ fits a terminal.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 DType = Literal["str", "float", "int", "bool"]
@@ -41,6 +41,8 @@ class DisplayColumn:
     paper_key: str | None = None
     decimals: int = 1
     number_format: str | None = None  # a format spec such as ".3g" for floats, instead of fixed `decimals`
+    short: str | None = None  # the header of the compact view, where the title is long (a dataset's key)
+    short_key: str | None = None  # the value the compact view shows instead, where `key`'s is long
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,18 @@ class TableData:
         keys = self.column_keys()
         return [{k: row.get(k) for k in keys} for row in self.rows]
 
-    def view(self) -> tuple[list[str], list[list[str]]]:
-        """Headers and text cells of the people's view; every column when no display columns were given."""
+    def view(self, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+        """Headers and text cells of the people's view; every column when no display columns were given.
+
+        `compact` (a terminal's view): short headers, and each cell without its change against the baseline and
+        the paper's number.
+        """
         cols = self.display or tuple(DisplayColumn(c.key, c.key) for c in self.columns)
+        if compact:
+            cols = tuple(
+                replace(d, title=d.short or d.title, key=d.short_key or d.key, delta_key=None, paper_key=None)
+                for d in cols
+            )
         body = [[format_cell(row, d) for d in cols] for row in self.rows]
         if self.group_key is not None:
             pos = [i for i, d in enumerate(cols) if d.key == self.group_key]

@@ -319,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tables", help="print or save a comparison table; without NAME, list them")
     s.add_argument("sweep_id")
     s.add_argument("name", nargs="?")
-    s.add_argument("--format", default="markdown", help="markdown, csv, latex, json or parquet")
+    s.add_argument(
+        "--format", default="markdown", help="markdown, csv, latex, json, parquet or text (compact, 120 columns)"
+    )
     s.add_argument("--out", help="write to this file instead of the terminal")
 
     s = sub.add_parser("download", help="download the sweep's Parquet files")

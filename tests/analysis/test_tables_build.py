@@ -436,7 +436,7 @@ def test_unknown_table_or_format_names_the_valid_ones(sweep: Path) -> None:
     with pytest.raises(ValueError, match="unknown table 'x'"):
         render_table("x", sweep, "csv")
     with pytest.raises(
-        ValueError, match="unknown table format 'xlsx'; valid formats: markdown, csv, latex, json, parquet"
+        ValueError, match="unknown table format 'xlsx'; valid formats: markdown, csv, latex, json, parquet, text"
     ):
         render_table("ood", sweep, "xlsx")
 
@@ -462,3 +462,34 @@ def test_full_paper_grid_uses_the_papers_own_averages(tmp_path: Path) -> None:
     assert _row(rows, model="all", method="sgd")["avg_paper"] == 71.9
     nomom = _row(rows, model="all", method="sgd_freeze_embed_nomom")
     assert nomom["avg_paper"] == 76.9 and nomom["avg"] == pytest.approx(50.0) and nomom["avg_vs_sgd"] == 0.0
+
+
+def test_the_text_format_fits_a_120_column_terminal_for_the_demos_grid(tmp_path: Path) -> None:
+    """3 small models x 4 methods x 3 benchmarks with 2 seeds (every cell with an interval) and a probe."""
+    b = SweepBuilder()
+    models, datasets = ("tiny_vit", "tiny_convnext", "tiny_bit"), ("synth_spurious", "synth_style", "synth_stain")
+    methods = ("sgd", "adamw", "sgd_freeze_embed", "sgd_freeze_embed_nomom")
+    for i, (model, dataset, method) in enumerate((m, d, x) for m in models for d in datasets for x in methods):
+        for lr in (3e-3, 1e-2, 3e-2):
+            for seed in (0, 1):
+                ood = (0.3 + 0.01 * i + 0.07 * seed) % 1.0
+                b.add(
+                    model,
+                    dataset,
+                    method,
+                    lr,
+                    seed,
+                    curve=[(0.6 + lr, 0.9, ood)],
+                    peak=2**30,
+                    state=2**20,
+                    trainable=10,
+                )
+        b.add_probe(model, dataset, "patch_embed.proj", "embed", 0, 2.5)
+        b.add_probe(model, dataset, "blocks.0.attn", "attn", 1, 1.0)
+    sweep = b.write(tmp_path / "demo-like")
+    for name in list_tables():
+        text = render_table(name, sweep, "text")[0].decode()
+        assert max(len(line) for line in text.splitlines()) <= 120, (name, text)
+    ood = render_table("ood", sweep, "text")[0].decode()
+    assert "synth_spurious" in ood and "Δ" not in ood.split("\n- ")[0]  # short headers; no deltas in the cells
+    assert "(±" in ood and ood.rstrip().endswith("are in the other formats.")

@@ -59,6 +59,7 @@ def list_sweep_tables(sweep_id: str, service: ServiceDep) -> TablesPublic:
         200: {
             "content": {
                 "text/markdown": {},
+                "text/plain": {},
                 "text/csv": {},
                 "application/x-latex": {},
                 "application/json": {},
@@ -73,7 +74,7 @@ async def get_table(
     sweep_id: str,
     name: str,
     service: ServiceDep,
-    fmt: Annotated[str, Query(alias="format", description="markdown, csv, latex, json or parquet")] = "markdown",
+    fmt: Annotated[str, Query(alias="format", description="markdown, csv, latex, json, parquet or text")] = "markdown",
 ) -> Response:
     """A comparison table (e.g. Table 1 `ood`, Table 2 `id`) built from the sweep's results as they are now."""
     valid = tables.list_tables()

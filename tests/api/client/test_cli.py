@@ -103,6 +103,8 @@ def test_tables_and_download(url: str, capsys, settings: Settings, tmp_path: Pat
     assert code == 0 and "ood" in out and "latex" in out
     code, out, _ = _run(capsys, "tables", sid, "ood")
     assert code == 0 and out.startswith("## Table 1")
+    code, out, _ = _run(capsys, "tables", sid, "ood", "--format", "text")  # what the demo prints
+    assert code == 0 and out.startswith("Table 1") and max(len(line) for line in out.splitlines()) <= 120
     target = tmp_path / "t.csv"
     assert _run(capsys, "tables", sid, "id", "--format", "csv", "--out", str(target))[0] == 0
     assert target.read_text().splitlines()[0].startswith("model")
