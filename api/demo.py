@@ -250,16 +250,15 @@ class Demo:
         print(f"   export SHIFTSWEEP_URL={url} SHIFTSWEEP_API_TOKEN=$(cat {token})")
         browse = f"http://127.0.0.1:{BROWSE_PORT}"
         print(f"   after the demo: make demo-browse serves these results at {browse}; then, for example,")
-        tables = "<ood|id|ablation|best|memory|probe> --format text|markdown|csv|latex|json"
-        print(f"   shiftsweep --url {browse} tables {sweep_id} {tables}")
+        print(f"   shiftsweep --url {browse} tables {sweep_id} ood --format text   (the rest: shiftsweep tables -h)")
 
 
 def wall_time_line(preparation_s: float, run_s: float, shutdown_s: float) -> str:
     """The demo's wall time and its parts, rounded so that the parts add up to the total as printed."""
     parts = [round(preparation_s), round(run_s), round(shutdown_s)]
     return (
-        f"demo wall time (install excluded): {sum(parts)} s = preparation {parts[0]} s (imports, data, "
-        f"pretraining) + services, sweep and tables {parts[1]} s + stopping the API and Ray {parts[2]} s"
+        f"demo wall time (install excluded): {sum(parts)} s = {parts[0]} s data and backbones + "
+        f"{parts[1]} s services, sweep, tables + {parts[2]} s stopping"
     )
 
 
