@@ -118,6 +118,7 @@ class GridGrowth:
     seeds: dict[str, list[int]] = field(default_factory=dict)  # model -> seeds added to a model the sweep had
     lrs: dict[str, list[float]] = field(default_factory=dict)  # method -> LRs added to a method the sweep had
     trials_added: int = 0
+    trials: int = 0  # the grid's trials after the extension
     changed: list[str] = field(default_factory=list)  # other top-level fields, e.g. resources
 
     @property
@@ -140,6 +141,7 @@ class GridGrowth:
 def grid_growth(old: SweepSpec, new: SweepSpec) -> GridGrowth:
     """What `new` adds to `old` (assumed to extend it: see `extension_problems`)."""
     old_ids = {t.trial_id() for t in old.expand()}
+    new_ids = {t.trial_id() for t in new.expand()}
     seeds = {
         m: sorted(set(new.seeds_for(m)) - set(old.seeds_for(m)))
         for m in old.models
@@ -158,7 +160,8 @@ def grid_growth(old: SweepSpec, new: SweepSpec) -> GridGrowth:
         methods=[m for m in new.methods if m not in old.methods],
         seeds=seeds,
         lrs=lrs,
-        trials_added=sum(1 for t in new.expand() if t.trial_id() not in old_ids),
+        trials_added=len(new_ids - old_ids),
+        trials=len(new_ids),
         changed=changed,
     )
 
@@ -180,9 +183,12 @@ def read_history(sweep_dir: Location | str | Path) -> list[dict[str, Any]]:
     return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
 
 
+def _write(loc: Location, events: list[dict[str, Any]]) -> None:
+    loc.write_bytes(HISTORY_FILE, json.dumps(events, indent=1).encode())
+
+
 def _append(loc: Location, event: dict[str, Any]) -> None:
-    events = read_history(loc)
-    loc.write_bytes(HISTORY_FILE, json.dumps([*events, event], indent=1).encode())
+    _write(loc, [*read_history(loc), event])
 
 
 def _started(spec: SweepSpec, at: str | None) -> dict[str, Any]:
@@ -209,7 +215,6 @@ def record_extension(loc: Location, old: SweepSpec, new: SweepSpec, growth: Grid
         {
             "event": "extended",
             "at": _now(),
-            "trials": len(new.expand()),
             "fingerprint": new.fingerprint(),
             "summary": growth.describe(),
             **asdict(growth),
@@ -222,7 +227,7 @@ def note_reused(loc: Location, count: int) -> None:
     events = read_history(loc)
     if events and count:
         events[-1]["reused"] = int(events[-1].get("reused") or 0) + count
-        loc.write_bytes(HISTORY_FILE, json.dumps(events, indent=1).encode())
+        _write(loc, events)
 
 
 def history_lines(events: Sequence[dict[str, Any]]) -> list[str]:
