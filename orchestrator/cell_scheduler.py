@@ -22,13 +22,14 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator import sinks
-from orchestrator.halving import CONTINUE, PAUSE, STOP, Member, decide, rung_epochs
+from orchestrator.halving import CONTINUE, PAUSE, STOP, CellState, Member, decide, rung_epochs
 from worker.config import TrialConfig
 from worker.records import SELECTION_METRIC, TrialStatus
 from worker.selection import reports_last_epoch
 
 TRIAL_CONFIG_KEY = "trial"  # the key of the param space that holds a trial's TrialConfig dict
 Cell = tuple[str, str, str]  # model, dataset, method
+_LEARNT = ("_cells", "_rungs", "_last_epoch", "_tune", "_cell_of", "_sweep_ids", "_unpause", "_rebuilt", "stopped")
 _TUNE_ACTION = {CONTINUE: TrialScheduler.CONTINUE, PAUSE: TrialScheduler.PAUSE, STOP: TrialScheduler.STOP}
 
 
@@ -39,10 +40,13 @@ def _trial_config(trial: Any) -> TrialConfig:
     return TrialConfig.from_dict(config[TRIAL_CONFIG_KEY])
 
 
+def _cell(t: TrialConfig) -> Cell:
+    return (t.model, t.dataset, t.method)
+
+
 def cell_of(trial: Any) -> Cell:
     """(model, dataset, method) of a Tune trial whose config holds a TrialConfig dict: its cell of the tables."""
-    t = _trial_config(trial)
-    return (t.model, t.dataset, t.method)
+    return _cell(_trial_config(trial))
 
 
 def epochs_of(trial: Any) -> int:
@@ -92,6 +96,7 @@ class CellScheduler(FIFOScheduler):
         self._last_epoch: dict[Cell, int] = {}
         self._tune: dict[str, Any] = {}  # sweep trial id -> its Tune trial, for trials of this run
         self._cell_of: dict[str, Cell] = {}  # sweep trial id -> cell
+        self._sweep_ids: dict[str, str] = {}  # Tune's trial id -> the sweep's (its config is read once)
         self._unpause: list[str] = []  # paused trials a decision has let go on, in the order they were let go
         self._rebuilt = False
         self.stopped: set[str] = set()  # sweep trial ids this scheduler stopped early
@@ -99,7 +104,7 @@ class CellScheduler(FIFOScheduler):
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles the scheduler with the experiment; what it learnt is rebuilt from the results instead."""
         state = dict(self.__dict__)
-        for name in ("_cells", "_rungs", "_last_epoch", "_tune", "_cell_of", "_unpause", "_rebuilt", "stopped"):
+        for name in _LEARNT:
             state.pop(name, None)
         return state
 
@@ -140,12 +145,14 @@ class CellScheduler(FIFOScheduler):
                 self.stopped.add(rec.trial_id)
 
     def _track(self, trial: Any) -> tuple[str, Member]:
-        tid = sweep_trial_id(trial)
-        if tid not in self._tune:
-            cell = cell_of(trial)
-            member = self._member(tid, cell, _trial_config(trial).lr)
+        tid = self._sweep_ids.get(trial.trial_id)
+        if tid is None:
+            config = _trial_config(trial)
+            tid = self._sweep_ids[trial.trial_id] = config.trial_id()
+            cell = _cell(config)
+            member = self._member(tid, cell, config.lr)
             if cell not in self._rungs:
-                epochs = max(1, epochs_of(trial))
+                epochs = max(1, config.epochs_planned())
                 self._last_epoch[cell] = epochs
                 self._rungs[cell] = rung_epochs(
                     epochs,
@@ -178,12 +185,15 @@ class CellScheduler(FIFOScheduler):
         action = state.action(member, self._last_epoch[cell])
         if action == STOP:
             self.stopped.add(tid)
-        self._settle(tune_controller, cell, acting=tid)
+        self._settle(tune_controller, cell, acting=tid, state=state)
         return _TUNE_ACTION[action]
 
-    def _settle(self, tune_controller: Any, cell: Cell, acting: str | None = None) -> None:
-        """Apply the cell's decisions to its paused trials: losers stop, winners are let go on."""
-        state = decide(self._cells[cell], self._rungs[cell], self._reduction_factor)
+    def _settle(
+        self, tune_controller: Any, cell: Cell, acting: str | None = None, state: CellState | None = None
+    ) -> None:
+        """Apply the cell's decisions (`state`, or decided here) to its paused trials: losers stop, winners are
+        let go on."""
+        state = state or decide(self._cells[cell], self._rungs[cell], self._reduction_factor)
         for tid, member in self._cells[cell].items():
             trial = self._tune.get(tid)
             if tid == acting or trial is None or not member.live:

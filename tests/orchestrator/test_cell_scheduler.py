@@ -38,7 +38,7 @@ def config(model: str, lr: float, *, epochs: int = 4, seed: int = 0) -> TrialCon
 
 def trial(model: str, lr: float, **kw: Any) -> FakeTrial:
     c = config(model, lr, **kw)
-    return FakeTrial(f"tune-{model}-{lr:g}", {"trial": c.to_dict()})
+    return FakeTrial(f"tune-{model}-{lr:g}-s{c.seed}", {"trial": c.to_dict()})  # Tune ids are unique
 
 
 class FakeTune:
