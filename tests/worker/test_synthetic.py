@@ -87,6 +87,9 @@ def test_idempotent_unless_parameters_change_or_forced(tmp_path: Path) -> None:
     generate_benchmark("synth_style", tmp_path, n_train=30, n_eval=10, force=True)
     assert marker.stat().st_mtime_ns != stamp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    marker.unlink()  # a damaged copy with a matching manifest is written again
+    generate_benchmark("synth_style", tmp_path, n_train=30, n_eval=10)
+    assert check_layout("synth_style", tmp_path) is None
 
 
 def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ SIZE = 32
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SPURIOUS_AGREEMENT = 0.9
 SPURIOUS_CLASSES = ("147", "069")  # landbird-like, waterbird-like digit sets
+SPURIOUS_CONTRAST = (0.25, 0.45)  # luminance offset of the glyph from its background's mean colour
 DIGIT_PLACEMENT = Placement(scale=(1.05, 1.4), rotation=15.0, shift=0.1)
+SPURIOUS_PLACEMENT = Placement(scale=(0.8, 1.1), rotation=15.0, shift=0.12)
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,13 @@ def _spurious_part(rng: np.random.Generator, split: str, labels: np.ndarray, pla
     n = len(labels)
     sets = [np.array([DIGITS.index(c) for c in s]) for s in SPURIOUS_CLASSES]
     chars = np.array([rng.choice(sets[y]) for y in labels])
-    mask = place(atlas, chars, rng, placement=DIGIT_PLACEMENT, size=SIZE)
-    light = rng.random(n) < 0.5
-    fg = np.where(light[:, None], tx.colours(rng, n, 0.8, 1.0), tx.colours(rng, n, 0.0, 0.15))
-    img = tx.composite(_places(rng, places), tx.fill(np.zeros_like(mask), fg, fg), mask)
+    mask = place(atlas, chars, rng, placement=SPURIOUS_PLACEMENT, size=SIZE)
+    background = _places(rng, places)
+    # A faint bird: the background's own mean colour, a little lighter or darker, so that the place is the
+    # easier cue and a model can lean on it.
+    delta = rng.uniform(*SPURIOUS_CONTRAST, size=(n, 1)) * rng.choice([-1.0, 1.0], size=(n, 1))
+    fg = np.clip(background.mean(axis=(1, 2)) + delta, 0, 1).astype(np.float32)
+    img = tx.composite(background, tx.fill(np.zeros_like(mask), fg, fg), mask)
     return Part(split, tx.to_uint8(img, rng, noise=0.02), labels.astype(np.int64), places.astype(np.int64))
 
 
@@ -131,24 +136,26 @@ STAINS = {
     1: ((0.48, 0.20, 0.36), (0.90, 0.70, 0.88)),
     2: ((0.46, 0.22, 0.38), (0.88, 0.72, 0.90)),
 }
-NORMAL_RADIUS, TUMOUR_RADIUS = (1.0, 1.85), (1.75, 2.8)  # pixels; image-level mean nucleus semi-axis
+NORMAL_RADIUS, TUMOUR_RADIUS = (1.0, 1.7), (1.9, 2.8)  # pixels; image-level mean nucleus semi-axis
 NORMAL_ELONGATION, TUMOUR_ELONGATION = 1.2, 2.0  # largest aspect ratio of a nucleus
 STAINED_AREA = (0.08, 0.2)  # fraction of the patch covered by nuclei, same for both classes
-BLUR = {0: (0.0, 0.3), 3: (0.0, 0.3), 4: (0.0, 0.3), 1: (0.6, 0.9), 2: (0.6, 0.9)}  # Gaussian sigma, pixels
+NORMAL_INK, TUMOUR_INK = (0.6, 0.85), (0.8, 1.0)  # stain uptake of a nucleus: tumour nuclei are darker
+BLUR = {0: (0.0, 0.3), 3: (0.0, 0.3), 4: (0.0, 0.3), 1: (0.7, 1.1), 2: (0.7, 1.1)}  # Gaussian sigma, pixels
 
 
 def _tissue(rng: np.random.Generator, labels: np.ndarray, center: int) -> np.ndarray:
     n = len(labels)
     tumour = labels == 1
-    # Nucleus size and shape are the cue. The class ranges overlap a little so ID accuracy does not saturate,
-    # and the stained area is drawn independently of the class so that "how much purple" does not give it away.
+    # Nucleus size, shape and darkness are the cues (size ranges nearly touch, darkness overlaps), and the
+    # stained area is drawn independently of the class so that "how much purple" does not give it away.
     lo = np.where(tumour, TUMOUR_RADIUS[0], NORMAL_RADIUS[0])
     hi = np.where(tumour, TUMOUR_RADIUS[1], NORMAL_RADIUS[1])
     radii = rng.uniform(lo, hi)
     elong = np.where(tumour, TUMOUR_ELONGATION, NORMAL_ELONGATION)
     area = rng.uniform(*STAINED_AREA, size=n) * SIZE * SIZE
     counts = np.maximum(1, np.rint(area / (np.pi * radii**2))).astype(np.int64)  # an ellipse keeps pi r^2
-    nuclei = tx.blobs(rng, SIZE, counts, radii, elongation=elong) * rng.uniform(0.75, 1.0, (n, 1, 1))
+    ink = rng.uniform(np.where(tumour, TUMOUR_INK[0], NORMAL_INK[0]), np.where(tumour, TUMOUR_INK[1], NORMAL_INK[1]))
+    nuclei = tx.blobs(rng, SIZE, counts, radii, elongation=elong) * ink[:, None, None]
     h, e = STAINS[center]
     h_col, e_col = tx.jitter(rng, np.array(h), n, 0.05), tx.jitter(rng, np.array(e), n, 0.04)
     tissue = tx.fill(0.25 * tx.smooth_noise(rng, n, SIZE, cells=5), e_col, np.clip(e_col - 0.2, 0, 1))

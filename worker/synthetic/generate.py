@@ -11,6 +11,7 @@ import json
 import shutil
 import tempfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from worker import catalog
-from worker.data import LabeledImage, write_camelyon, write_domainnet, write_waterbirds
+from worker.data import LabeledImage, check_layout, write_camelyon, write_domainnet, write_waterbirds
 from worker.synthetic.benchmarks import BUILDERS, DEFAULT_SIZES, DIGIT_NAMES, Part
 
 # Bump whenever the rendering changes, so that benchmarks written by an older version are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MANIFEST = "synthetic_manifest.json"
 
 Writer = Callable[[Path, list[LabeledImage]], Path]
@@ -39,7 +40,16 @@ def _entry(key: str) -> catalog.DatasetEntry:
         raise ValueError(f"dataset {key!r} names synthetic kind {entry.synthetic!r}; known kinds: {sorted(BUILDERS)}")
     if entry.loader not in WRITERS:
         raise ValueError(f"dataset {key!r} has loader {entry.loader!r}; writable layouts: {sorted(WRITERS)}")
+    if Path(entry.root_subdir) == Path("."):
+        # the root is replaced as a whole, so it must be a folder of its own, never the data root itself
+        raise ValueError(f"synthetic dataset {key!r} needs its own root_subdir, got {entry.root_subdir!r}")
     return entry
+
+
+def _complete(key: str, data_root: str | Path, want: dict[str, Any]) -> bool:
+    """The benchmark is on disk with these parameters and every layout marker."""
+    have = read_manifest(_entry(key).root(data_root))
+    return have is not None and {k: have.get(k) for k in want} == want and check_layout(key, data_root) is None
 
 
 def _size(name: str, value: int | None, default: int, minimum: int) -> int:
@@ -93,9 +103,9 @@ def generate_benchmark(
     """Write synthetic dataset `key` under `data_root` (at its catalog root) and return that root.
 
     `n_train` is the number of ID training images, `n_eval` the size of each evaluation split (defaults per
-    benchmark in `DEFAULT_SIZES`). Idempotent: a root whose manifest matches is left as it is. A root written
-    by this generator with other parameters is replaced; any other existing folder is only replaced with
-    `force`, so a real dataset is never deleted by mistake.
+    benchmark in `DEFAULT_SIZES`). Idempotent: a root whose manifest matches (and whose layout markers are
+    all there) is left as it is. A root written by this generator with other parameters is replaced; any
+    other existing folder is only replaced with `force`, so a real dataset is never deleted by mistake.
     """
     entry = _entry(key)
     d_train, d_eval = DEFAULT_SIZES[entry.synthetic]
@@ -105,10 +115,9 @@ def generate_benchmark(
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     want = manifest_for(key, seed=seed, n_train=n_train, n_eval=n_eval)
     root = entry.root(data_root)
-    have = read_manifest(root)
-    if have is not None and {k: have.get(k) for k in want} == want and not force:
+    if not force and _complete(key, data_root, want):
         return root
-    if root.exists() and have is None and not force and any(root.iterdir()):
+    if root.exists() and read_manifest(root) is None and not force and any(root.iterdir()):
         raise FileExistsError(
             f"{root} exists and was not written by the synthetic generator (no {MANIFEST}); "
             f"pass force=True (--force) to replace it"
@@ -120,10 +129,13 @@ def generate_benchmark(
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         WRITERS[entry.loader](tmp, list(_items(parts, entry.loader)))
-        counts = {f"{p.split}/{p.meta.get('domain', '')}".rstrip("/"): 0 for p in parts}
+        counts: Counter[str] = Counter()
         for p in parts:
-            counts[f"{p.split}/{p.meta.get('domain', '')}".rstrip("/")] += len(p.labels)
-        (tmp / MANIFEST).write_text(json.dumps({**want, "counts": counts}, indent=2, sort_keys=True) + "\n")
+            counts["/".join(filter(None, (p.split, p.meta.get("domain"))))] += len(p.labels)
+        (tmp / MANIFEST).write_text(json.dumps({**want, "counts": dict(counts)}, indent=2, sort_keys=True) + "\n")
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only
+        if not force and _complete(key, data_root, want):
+            return root  # another process wrote the same benchmark meanwhile
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)
