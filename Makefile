@@ -6,12 +6,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo demo-browse test test-fast lint bench clean
+.PHONY: install browser demo demo-browse verify-backbones test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 demo-browse: $(STAMP)
 	$(BIN)/python -m api.demo --browse
+
+# Train the shipped demo backbones again from their sidecars and compare with the shipped files (about 4 minutes).
+verify-backbones: $(STAMP)
+	$(BIN)/python -m worker.pretrain --verify-shipped
 
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest

@@ -1,8 +1,9 @@
 """`python -m api.demo` (`make demo`): the whole service end to end on the embedded synthetic default.
 
-It generates the synthetic shift benchmarks in the real datasets' layouts, pretrains the small backbones
-(once; cached), starts a local Ray head with its dashboard and the REST API on localhost, submits the `demo`
-preset over REST with the `shiftsweep` CLI, watches it, prints Tables 1 and 2 and the layer-gradient probe, and
+It generates the synthetic shift benchmarks in the real datasets' layouts, installs the small backbones shipped
+pretrained with the project (checked by hash; `--pretrain-here` trains them on this machine instead), starts a
+local Ray head with its dashboard and the REST API on localhost, submits the `demo` preset over REST with the
+`shiftsweep` CLI, watches it, prints Tables 1 and 2, the layer-gradient probe and what was found, and
 stops what it started, also when interrupted. A second run reuses the data, the backbones and the Ray token.
 
 `python -m api.demo --browse` (`make demo-browse`) serves a finished demo's results again, without Ray: the API
@@ -71,13 +72,14 @@ def _wait_http(
 
 
 class Demo:
-    def __init__(self, out: Path, minutes: float | None) -> None:
+    def __init__(self, out: Path, minutes: float | None, pretrain_here: bool = False) -> None:
         self.out = out.resolve()
         self.data_root = self.out / "data"
         self.weights_root = self.out / "weights"
         self.storage = self.out / "results"
         self.registry = self.out / "registry.sqlite"
         self.pretrain_minutes = minutes
+        self.pretrain_here = pretrain_here or minutes is not None
         # Ray keeps Unix sockets under its temp dir; their paths must stay short.
         self.ray_tmp = Path(f"/tmp/shiftsweep-ray-{os.getuid()}")
         self.env = dict(os.environ)
@@ -85,6 +87,8 @@ class Demo:
     # -- preparation (cached across runs) ----------------------------------------------------------
     def prepare(self) -> None:
         from worker.pretrain import pretrain_backbone
+        from worker.shipped_backbones import ShippedBackboneError
+        from worker.shipped_backbones import install as install_shipped
         from worker.synthetic import generate_benchmark
 
         t = _step("synthetic shift benchmarks (real datasets' layouts)")
@@ -93,6 +97,17 @@ class Demo:
             print(f"   {key:16s} {path}")
         print(f"   ready in {time.perf_counter() - t:.1f} s")
 
+        if not self.pretrain_here:
+            t = _step("small backbones pretrained on a synthetic source task (shipped; SHA-256 checked)")
+            for key in DEMO_MODELS:
+                try:
+                    res = install_shipped(key, self.weights_root)
+                except ShippedBackboneError as e:
+                    raise SystemExit(f"error: {e}") from None
+                how = f"{res.optimizer}, {res.steps} steps"
+                print(f"   {key:14s} source val acc {res.val_acc:.3f} ({how}; python -m worker.pretrain remakes it)")
+            print(f"   ready in {time.perf_counter() - t:.1f} s")
+            return
         t = _step("small backbones, pretrained here on a synthetic source task (cached)")
         pretrain_s = 0.0
         for key in DEMO_MODELS:
@@ -265,13 +280,18 @@ def wall_time_line(preparation_s: float, run_s: float, shutdown_s: float) -> str
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m api.demo", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="where data, weights and results go")
-    p.add_argument("--pretrain-minutes", type=float, help="pretraining budget per backbone (default: its own)")
+    p.add_argument(
+        "--pretrain-here",
+        action="store_true",
+        help="pretrain the backbones on this machine (catalog recipe; cached) instead of the shipped ones",
+    )
+    p.add_argument("--pretrain-minutes", type=float, help="pretrain here with this budget per backbone")
     p.add_argument("--keep-running", action="store_true", help="leave Ray and the API up until Ctrl-C")
     p.add_argument("--browse", action="store_true", help="serve a finished demo's results (no Ray) until Ctrl-C")
     p.add_argument("--port", type=int, default=BROWSE_PORT, help="with --browse: the API's port (%(default)s)")
     args = p.parse_args(argv)
     os.environ.setdefault("OUTDATED_IGNORE", "1")
-    demo = Demo(args.out, args.pretrain_minutes)
+    demo = Demo(args.out, args.pretrain_minutes, args.pretrain_here)
     if args.browse:
         return demo.browse(args.port)
     demo.out.mkdir(parents=True, exist_ok=True)

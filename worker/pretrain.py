@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from worker import catalog
-from worker.models import BuiltModel, create_model, save_backbone_weights
+from worker.models import BuiltModel, create_model, save_backbone_weights, tensors_sha256
 from worker.synthetic.source import SOURCE_CHARS, render_source
 
 DEFAULT_MINUTES = 2.5
@@ -186,12 +186,20 @@ def sidecar_path(weights_path: Path) -> Path:
     return weights_path.with_name(weights_path.name.removesuffix(".safetensors") + SIDECAR_SUFFIX)
 
 
-def _reuse(path: Path) -> PretrainResult | None:
+def made_as(model_key: str, r: Recipe) -> dict[str, Any]:
+    """What a sidecar records of how its file was made and must still match to be reused: the recipe and the
+    catalog's architecture (a changed patch size or width makes an older file another model's)."""
+    return json.loads(json.dumps({"recipe": asdict(r), "builder": catalog.get_model(model_key).builder}))
+
+
+def _reuse(path: Path, model_key: str) -> PretrainResult | None:
     side = sidecar_path(path)
     if not (path.is_file() and side.is_file()):
         return None
     try:
         info = json.loads(side.read_text())
+        if {k: info.get(k) for k in ("recipe", "builder")} != made_as(model_key, recipe_for(model_key)):
+            return None  # made by another recipe or for another architecture: train again
         return PretrainResult(
             path, float(info["seconds"]), float(info["val_acc"]), str(info["optimizer"]), int(info["steps"]), True
         )
@@ -222,10 +230,12 @@ def pretrain_backbone(
     for name, v in (("steps", steps), ("n_train", n_train), ("n_val", n_val), ("threads", threads)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if minutes is not None and not minutes > 0:
         raise ValueError(f"minutes must be > 0, got {minutes!r}")
     path = Path(out_dir) / entry.weights_file
-    if not force and (done := _reuse(path)) is not None:
+    if not force and (done := _reuse(path, model_key)) is not None:
         return done
 
     r = recipe_for(model_key)
@@ -263,18 +273,37 @@ def pretrain_backbone(
         "n_val": n_val,
         "num_classes": len(SOURCE_CHARS),
         "threads": threads or old_threads,
-        "recipe": asdict(r),
+        **made_as(model_key, r),
         "optimizer": r.optimizer,
+        "torch": torch.__version__,
+        "tensors_sha256": tensors_sha256(path),  # so that a copy can be checked against this run
     }
     sidecar_path(path).write_text(json.dumps(info, indent=2) + "\n")
     return PretrainResult(path, seconds, val_acc, r.optimizer, n_steps)
 
 
+def _verify_shipped(keys: list[str] | None) -> int:
+    """Retrain shipped backbones (all of them unless `keys`) and print how each compares; 1 if any is off."""
+    from worker import shipped_backbones as sb
+
+    keys = keys or sb.shipped_keys()
+    failed = False
+    for key in keys:
+        try:
+            rep = sb.reproduce(key)
+        except sb.ShippedBackboneError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(rep.line(), flush=True)
+        failed |= not rep.within_tolerance
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     tiny = catalog.list_models(tiny=True)
     p = argparse.ArgumentParser(prog="python -m worker.pretrain", description="Pretrain the tiny backbones.")
-    p.add_argument("--out", required=True, help="weights root: files go to <out>/<catalog weights_file>")
-    p.add_argument("--models", default=",".join(tiny), help=f"comma-separated tiny models (default: {','.join(tiny)})")
+    p.add_argument("--out", help="weights root: files go to <out>/<catalog weights_file>")
+    p.add_argument("--models", help=f"comma-separated tiny models (default: {','.join(tiny)})")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per model (default: catalog steps)")
     p.add_argument("--steps", type=int, default=None, help="exact optimizer steps per model")
     p.add_argument("--seed", type=int, default=0)
@@ -282,24 +311,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-val", type=int, default=DEFAULT_N_VAL, help="held-out source images")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--force", action="store_true", help="retrain even where weights and sidecar exist")
+    p.add_argument(
+        "--verify-shipped",
+        action="store_true",
+        help="train the shipped demo backbones again from their sidecars and compare (no --out needed)",
+    )
     args = p.parse_args(argv)
+    args.models_given = args.models is not None
+    args.models = args.models or ",".join(tiny)
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
     unknown = [k for k in keys if k not in tiny]
     if unknown:
         print(f"error: not tiny catalog models: {unknown}; valid: {tiny}", file=sys.stderr)
         return 2
+    if args.verify_shipped:
+        return _verify_shipped(keys if args.models_given else None)
+    if args.out is None:
+        print("error: --out is required (the weights root to write to)", file=sys.stderr)
+        return 2
     for key in keys:
-        res = pretrain_backbone(
-            key,
-            args.out,
-            minutes=args.minutes,
-            seed=args.seed,
-            force=args.force,
-            steps=args.steps,
-            threads=args.threads,
-            n_train=args.n_train,
-            n_val=args.n_val,
-        )
+        try:
+            res = pretrain_backbone(
+                key,
+                args.out,
+                minutes=args.minutes,
+                seed=args.seed,
+                force=args.force,
+                steps=args.steps,
+                threads=args.threads,
+                n_train=args.n_train,
+                n_val=args.n_val,
+            )
+        except ValueError as e:
+            print(f"error: {key}: {e}", file=sys.stderr)
+            return 2
         state = "reused" if res.reused else "trained"
         how = f"{res.optimizer}, {res.steps} steps in {res.seconds:.0f}s"
         print(f"{key}: {state} ({how}), val acc {res.val_acc:.3f}, {res.path}")

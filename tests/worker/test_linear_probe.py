@@ -131,7 +131,7 @@ def test_a_linear_probe_trial_fits_one_c_and_reports_one_epoch(data_root: Path) 
     summary = run_trial(_config(data_root, lr=0.5), lambda r, ckpt: reports.append(r) or None)
     (r,) = reports
     assert r.status == TrialStatus.COMPLETED and r.epoch == 1 and r.lr_now == 0.5 and r.is_best
-    assert r.optimizer_state_bytes == 0 and r.trainable_params == 64 * 10 + 10  # tiny ViT width 64, 10 classes
+    assert r.optimizer_state_bytes == 0 and r.trainable_params == 96 * 10 + 10  # tiny ViT width 96, 10 classes
     assert summary.epochs_planned == 1 == _config(data_root).epochs_planned()
     assert 0.0 <= r.id_val <= 1.0 and r.ood_test is not None
 

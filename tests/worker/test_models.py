@@ -234,7 +234,7 @@ def test_timm_checkpoint_with_its_own_classifier_loads_with_a_new_head(suffix: s
         torch.save(state, path)
     loaded = build("tiny_vit", num_classes=7, seed=1, pretrained=True, weights=path)
     assert_backbone_equal(src, loaded)
-    assert loaded.module.head.weight.shape == (7, 64)
+    assert loaded.module.head.weight.shape == (7, 96)
 
 
 def test_missing_file_under_root_names_the_path(tmp_path):

@@ -63,6 +63,17 @@ def test_reused_unless_forced(tmp_path: Path) -> None:
     assert not pretrain_backbone("tiny_bit", tmp_path, steps=2, **SMALL).reused
 
 
+def test_a_file_made_by_another_recipe_or_for_another_architecture_is_trained_again(tmp_path: Path) -> None:
+    first = pretrain_backbone("tiny_bit", tmp_path, steps=2, **SMALL)
+    side = sidecar_path(first.path)
+    info = json.loads(side.read_text())
+    assert info["builder"] == catalog.get_model("tiny_bit").builder and info["recipe"]["optimizer"] == "sgd"
+    for field, change in (("builder", {"overrides": {"layers": [2, 2, 2, 2]}}), ("recipe", {"lr": 1.0})):
+        side.write_text(json.dumps({**info, field: {**info[field], **change}}))
+        assert not pretrain_backbone("tiny_bit", tmp_path, steps=2, **SMALL).reused
+    assert pretrain_backbone("tiny_bit", tmp_path, steps=2, **SMALL).reused
+
+
 def test_same_seed_same_weights(tmp_path: Path) -> None:
     a = pretrain_backbone("tiny_bit", tmp_path / "a", steps=3, seed=1, **SMALL)
     b = pretrain_backbone("tiny_bit", tmp_path / "b", steps=3, seed=1, **SMALL)
@@ -108,6 +119,7 @@ def test_warmup_then_cosine() -> None:
         ("bit_r50", {}, "not a tiny model"),
         ("tiny_bit", {"steps": 0}, "steps must be"),
         ("tiny_bit", {"minutes": -1.0}, "minutes must be"),
+        ("tiny_bit", {"seed": -2}, "seed must be"),
         ("nope", {}, "valid models"),
     ],
 )
@@ -125,6 +137,8 @@ def test_cli_prints_one_line_per_model(tmp_path: Path, capsys: pytest.CaptureFix
     assert "tiny_bit: reused" in capsys.readouterr().out
     assert main(["--out", str(tmp_path), "--models", "tiny_bit,bit_r50"]) == 2
     assert "bit_r50" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--models", "tiny_bit", "--steps", "0", "--force"]) == 2
+    assert "steps must be" in capsys.readouterr().err
 
 
 def test_a_short_run_learns_the_source_task(tmp_path: Path) -> None:

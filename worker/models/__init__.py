@@ -15,6 +15,7 @@ from worker.models.weights import (
     WeightsNotFoundError,
     resolve_weights_path,
     save_backbone_weights,
+    tensors_sha256,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "list_families",
     "resolve_weights_path",
     "save_backbone_weights",
+    "tensors_sha256",
 ]

@@ -6,6 +6,7 @@ Nothing is ever downloaded: a weights file is either named explicitly or looked 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -87,6 +88,21 @@ def backbone_file_metadata(path: Path) -> Mapping[str, str] | None:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     return meta if meta.get("format") == BACKBONE_FORMAT else None
+
+
+def tensors_sha256(path: str | Path) -> str:
+    """SHA-256 of a safetensors file's tensors (names, dtypes, shapes, values) in name order.
+
+    Not of the file's bytes: safetensors writes its metadata in no fixed order, so two saves of the same
+    weights can differ byte for byte.
+    """
+    digest = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _under(key: str, paths: Iterable[str]) -> bool:
