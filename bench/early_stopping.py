@@ -2,10 +2,10 @@
 
     python bench/early_stopping.py [--seeds 3] [--settings 3 2 2:0.5 ...] [--results DIR] [--live]
 
-Runs one grid in full, early stopping off: the demo preset's models, datasets and methods, each method with 6
-LRs half a decade apart like the paper's grids (the demo's 3 and one below and two above them), with --seeds
-seeds, on the demo's small backbones pretrained on the synthetic source task (pretrained first, then cached
-under .cache/bench-weights). The demo's own grid is the subset of those trials at its 3 LRs.
+Runs one grid in full, early stopping off: the demo preset's models, datasets, methods and epochs, each method
+with 6 LRs half a decade apart like the paper's grids (holding the demo's 4), with --seeds seeds, on the demo's
+shipped backbones (copied to .cache/bench-weights). The demo's own grid is the subset of those trials at its
+LRs.
 
 Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune
 scheduler applies as results arrive) under each of --settings (a reduction factor, then optionally `:` and the
@@ -49,7 +49,7 @@ from worker.selection import is_evaluated, reports_last_epoch, select_cells  # n
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".cache" / "bench-data"
 WEIGHTS = ROOT / ".cache" / "bench-weights"
-SIX = {  # the demo's 3 LRs per method, one below and two above, half a decade apart
+SIX = {  # half a decade apart, holding the demo's 4 LRs per method
     "sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
     "sgd_freeze_embed": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
     "sgd_freeze_embed_nomom": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
@@ -128,16 +128,15 @@ def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting:
 
 
 def prepare(args: argparse.Namespace, spec: SweepSpec) -> None:
-    from worker.pretrain import pretrain_backbone
+    from worker.shipped_backbones import install
     from worker.synthetic import generate_benchmark
 
     for d in spec.datasets:
         generate_benchmark(d, DATA, seed=0)
     if args.weights_root is None:
         for m in spec.models:
-            res = pretrain_backbone(m, WEIGHTS)
-            state = "cached" if res.reused else f"pretrained in {res.seconds:.0f} s"
-            print(f"{m}: {state}, source validation accuracy {res.val_acc:.3f}", flush=True)
+            res = install(m, WEIGHTS)
+            print(f"{m}: shipped backbone, source validation accuracy {res.val_acc:.3f}", flush=True)
 
 
 def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table, margin: float | None = None) -> dict[str, int]:
@@ -232,7 +231,9 @@ def _finished(outcome: SweepOutcome) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--weights-root", help="pretrained tiny backbones (default: pretrain into .cache/bench-weights)")
+    p.add_argument(
+        "--weights-root", help="pretrained tiny backbones (default: the shipped ones, copied to .cache/bench-weights)"
+    )
     p.add_argument("--settings", nargs="+", default=["3", "2", "3:0.5", "2:0.5", "m0.05", "m0.1"], help="see Setting")
     p.add_argument("--results", help="a finished full grid's sweep directory to replay instead of running one")
     p.add_argument("--live", action="store_true", help="also run the demo grid with early stopping on and off")
