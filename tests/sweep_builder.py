@@ -69,7 +69,9 @@ class SweepBuilder:
             self.epochs.append(e)
         return tid
 
-    def add_probe(self, model: str, dataset: str, layer: str, kind: str, depth: int, grad: float) -> None:
+    def add_probe(
+        self, model: str, dataset: str, layer: str, kind: str, depth: int, grad: float, param_norm: float = 2.0
+    ) -> None:
         self.probe.append(
             dict(
                 sweep_id="s",
@@ -80,8 +82,8 @@ class SweepBuilder:
                 depth=depth,
                 num_params=100,
                 grad_norm=grad,
-                param_norm=2.0,
-                grad_norm_over_param_norm=grad / 2.0,
+                param_norm=param_norm,
+                grad_norm_over_param_norm=grad / param_norm,
                 grad_norm_over_sqrt_numel=grad / 10.0,
                 batches=4,
             )
