@@ -64,6 +64,9 @@ class DatasetEntry:
     metrics: Mapping[str, str]  # each of worker.records.METRICS -> "<split>/<metric>"
     synthetic: str | None = None
     domains: Mapping[str, str] = field(default_factory=dict)
+    # split -> the two disjoint halves it is divided into (every other image), for a benchmark whose layout has
+    # one ID evaluation split where selection and reporting each need their own
+    split_halves: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def root(self, data_root: str | Path) -> Path:
         return Path(data_root) / self.root_subdir
@@ -209,6 +212,17 @@ def _metrics(v: Any) -> dict[str, str]:
     return {k: str(s) for k, s in m.items()}
 
 
+def _split_halves(v: Any) -> dict[str, tuple[str, str]]:
+    out = {}
+    for split, halves in _mapping(v).items():
+        if not (isinstance(halves, list) and len(halves) == 2 and all(isinstance(h, str) and h for h in halves)):
+            raise ValueError(f"split_halves.{split} must list the two halves' split names, got {halves!r}")
+        if halves[0] == halves[1]:
+            raise ValueError(f"split_halves.{split} names one split twice: {halves[0]!r}")
+        out[str(split)] = (halves[0], halves[1])
+    return out
+
+
 @lru_cache(maxsize=1)
 def _datasets() -> dict[str, DatasetEntry]:
     raw = read_yaml(CONFIG_DIR / "datasets.yaml", top_keys=("datasets",))["datasets"]
@@ -218,6 +232,7 @@ def _datasets() -> dict[str, DatasetEntry]:
         "image_size": _positive_int,
         "metrics": _metrics,
         "domains": _mapping,
+        "split_halves": _split_halves,
     }
     return _entries(raw, DatasetEntry, "dataset", convert)
 

@@ -34,7 +34,7 @@ from worker.models.families import get_family
 from worker.models.weights import HUB, resolve_weights_path
 from worker.precision import autocast_for
 
-FEATURES_FORMAT = 1
+FEATURES_FORMAT = 2  # 2: evaluation splits may be catalog split_halves
 
 
 def cache_root() -> Path:

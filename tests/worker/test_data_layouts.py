@@ -113,8 +113,9 @@ def test_synthetic_entries_read_through_the_real_layouts(tmp_path: Path) -> None
     fk.write_fake_domainnet(tmp_path / "synth_style")
     fk.write_fake_camelyon(tmp_path / "synth_stain")
     assert len(_load("synth_spurious", tmp_path).train) == 12
-    assert _load("synth_style", tmp_path).num_classes == 10
-    assert set(_load("synth_stain", tmp_path).eval_splits) == {"id_val", "ood_val", "ood_test"}
+    style = _load("synth_style", tmp_path)
+    assert style.num_classes == 10 and set(style.eval_splits) == {"id_val", "id_test", "ood_test"}
+    assert set(_load("synth_stain", tmp_path).eval_splits) == {"id_val", "id_test", "ood_val", "ood_test"}
 
 
 def test_subsets_are_fixed_by_seed_and_size(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ shifts that are real (a small CNN trained on ID data does clearly worse OOD)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -14,6 +15,9 @@ import torch.nn as nn
 
 from worker import catalog
 from worker.data import check_layout, compute_split_metrics, load_dataset
+from worker.data.errors import DataLayoutError
+from worker.data.layout import RawSplits
+from worker.data.load import split_halves
 from worker.synthetic import generate_all, generate_benchmark, read_manifest, render_source
 from worker.synthetic.__main__ import main as cli_main
 from worker.synthetic.benchmarks import DEFAULT_SIZES
@@ -42,13 +46,40 @@ def test_written_layout_is_read_by_the_real_loader(key: str, tmp_path: Path) -> 
     assert check_layout(key, tmp_path) is None
     bundle = load_dataset(key, tmp_path, input_size=32, mean=MEAN, std=STD)
     assert len(bundle.train) == 24
-    assert {n: len(s.dataset) for n, s in bundle.eval_splits.items()} == {n: 12 for n in bundle.eval_splits}
+    sizes = {n: len(s.dataset) for n, s in bundle.eval_splits.items()}
+    for pair in entry.split_halves.values():  # a halved split's two halves share its images
+        assert sizes.pop(pair[0]) + sizes.pop(pair[1]) == 12
+    assert sizes == {n: 12 for n in sizes}
     for metric in entry.metrics.values():  # every metric the catalog reports comes from a split that exists
         assert metric.split("/")[0] in bundle.eval_splits
     x, y = bundle.train[0]
     assert x.shape == (3, 32, 32) and 0 <= y < entry.num_classes
     labels = {int(bundle.train[i][1]) for i in range(len(bundle.train))}
     assert labels == set(range(entry.num_classes))
+
+
+@pytest.mark.parametrize("key", ["synth_style", "synth_stain"])
+def test_the_id_split_that_chooses_is_not_the_one_that_reports(key: str, tmp_path: Path) -> None:
+    generate_benchmark(key, tmp_path, n_train=24, n_eval=40)
+    entry = catalog.get_dataset(key)
+    assert entry.metrics["id_val"].split("/")[0] == "id_val" and entry.metrics["id_test"].split("/")[0] == "id_test"
+    splits = load_dataset(key, tmp_path, input_size=32, mean=MEAN, std=STD).eval_splits
+    val, test = (set(splits[s].dataset.table.paths) for s in ("id_val", "id_test"))
+    assert abs(len(val) - len(test)) <= entry.num_classes and len(val | test) >= 38 and not val & test
+    counts = [np.bincount(splits[s].dataset.table.labels, minlength=entry.num_classes) for s in ("id_val", "id_test")]
+    assert np.abs(counts[0] - counts[1]).max() <= 1, counts  # each class split in two
+
+
+def test_split_halves_is_checked_in_the_catalog_and_against_the_layout(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must list the two halves"):
+        catalog._split_halves({"id_val": ["id_val"]})
+    with pytest.raises(ValueError, match="names one split twice"):
+        catalog._split_halves({"id_val": ["a", "a"]})
+    generate_benchmark("synth_stain", tmp_path, n_train=24, n_eval=12)
+    entry = dataclasses.replace(catalog.get_dataset("synth_stain"), split_halves={"nope": ("a", "b")})
+    raw = RawSplits(train=None, evals={"id_val": (None, ())})  # type: ignore[arg-type]
+    with pytest.raises(DataLayoutError, match="split 'nope' .catalog split_halves. is not among"):
+        split_halves(entry, entry.root(tmp_path), raw)
 
 
 def test_spurious_groups_train_correlated_and_eval_balanced(tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ missing path and the layout expected.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from worker import catalog
 from worker.catalog import DatasetEntry
@@ -67,6 +70,29 @@ def _check_tables(entry: DatasetEntry, root: Path, raw: RawSplits) -> None:
             )
 
 
+def split_halves(entry: DatasetEntry, root: Path, raw: RawSplits) -> RawSplits:
+    """Divide each split the catalog's `split_halves` names into two disjoint halves, both with its metrics: an
+    ID split that must both choose the LR and report the ID number becomes two. Each class's images alternate
+    between the halves in the layout's order (starting with the first half or the second by turns), so each
+    half holds its share of every class."""
+    evals = dict(raw.evals)
+    for source, halves in entry.split_halves.items():
+        if source not in evals:
+            raise DataLayoutError(
+                layout_message(entry, root, f"split {source!r} (catalog split_halves) is not among {sorted(evals)}")
+            )
+        table, metrics = evals.pop(source)
+        # each image's position among its class's images, offset by the class's index, so that classes alternate
+        # too: a class with one image (a tiny split) goes to the first or the second half by turns
+        rank = np.zeros(len(table), dtype=np.int64)
+        for k, label in enumerate(np.unique(table.labels)):
+            where = np.flatnonzero(table.labels == label)
+            rank[where] = np.arange(len(where)) + k
+        for parity, name in enumerate(halves):
+            evals[name] = (table.take(np.flatnonzero(rank % 2 == parity)), metrics)
+    return replace(raw, evals=evals)
+
+
 def _check_limit(name: str, value: int | None) -> None:
     if value is not None and (int(value) != value or value < 1):
         raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
@@ -97,7 +123,7 @@ def load_dataset(
     if problem:
         raise DataLayoutError(problem)
     root = entry.root(data_root)
-    raw = _layout(entry).read(root, entry)
+    raw = split_halves(entry, root, _layout(entry).read(root, entry))
     _check_tables(entry, root, raw)
 
     train = raw.train.take(seeded_subset(len(raw.train), max_train_images, seed, "train"))
