@@ -366,6 +366,10 @@ def test_memory_table(sweep: Path) -> None:
     assert sgd["adamw_overhead_pct"] == pytest.approx(4.4) and sgd["adamw_overhead_paper_pct"] is None
     adamw = _row(rows, model="clip_vit_b16", method="adamw")
     assert adamw["state_bytes_per_param"] == 8.0 and adamw.get("adamw_overhead_pct") is None
+    # model state, 1000 trained weights: 4 B weights + 4 B gradients + the optimizer's (4 B SGD, 8 B AdamW)
+    assert fe["model_state_bytes"] == 12_000 and adamw["model_state_bytes"] == 16_000
+    assert fe["adamw_state_overhead_pct"] == pytest.approx(100 / 3) and adamw.get("adamw_state_overhead_pct") is None
+    assert "on CPU its AdamW overhead is noise" in " ".join(t.notes)
     pending = _row(rows, model="bit_r50", method="sgd_freeze_embed")
     assert pending["completed_trials"] == 3 and pending["trials"] == 3 + 3
     assert pending["peak_memory_bytes"] == 900 * MIB  # Living-17's completed trials; the failed 5000 MiB is ignored
