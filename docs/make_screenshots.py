@@ -5,7 +5,7 @@
     python docs/make_screenshots.py --build /tmp/shots     # first run a small real sweep of tiny models
 
 `--build DIR` makes its own sweep, end to end with the real pieces and no Ray: the synthetic shift benchmarks in
-the real datasets' layouts, the tiny backbones pretrained briefly on the synthetic source task, every trial
+the real datasets' layouts, the demo's shipped tiny backbones, every trial
 fine-tuned by `worker.trial.run_trial` (each in its own process, two at a time, so that each peak memory is its
 own) and the layer-gradient probe by `worker.trial.run_probe`, all written through `orchestrator.results`
 exactly as a sweep writes them. It takes several minutes on two cores.
@@ -54,7 +54,7 @@ BUILD_METHODS = {
     "sgd_freeze_embed": (3e-3, 1e-2, 3e-2),
     "sgd_freeze_embed_nomom": (3e-3, 1e-2, 3e-2),
 }
-BUILD_EPOCHS, BUILD_TRAIN, BUILD_EVAL, PRETRAIN_STEPS = 4, 256, 256, 300
+BUILD_EPOCHS, BUILD_TRAIN, BUILD_EVAL = 4, 256, 256
 
 
 def newest_demo_sweep() -> Path | None:
@@ -96,8 +96,8 @@ def build_sweep(root: Path, sweep_id: str = "screenshots") -> Path:
 
     from orchestrator import ResultsStore, probe_table, write_probe
     from worker.config import TrialConfig
-    from worker.pretrain import pretrain_backbone
     from worker.probe import run_probe
+    from worker.shipped_backbones import install
     from worker.synthetic import generate_benchmark
 
     torch.set_num_threads(1)
@@ -105,8 +105,8 @@ def build_sweep(root: Path, sweep_id: str = "screenshots") -> Path:
     for key in BUILD_DATASETS:
         generate_benchmark(key, data_root, n_train=BUILD_TRAIN, n_eval=BUILD_EVAL)
     for key in BUILD_MODELS:
-        res = pretrain_backbone(key, weights_root, steps=PRETRAIN_STEPS, n_train=8000, n_val=500, threads=1)
-        print(f"pretrained {key}: val acc {res.val_acc:.3f} ({res.seconds:.0f} s)", flush=True)
+        res = install(key, weights_root)
+        print(f"shipped {key}: source val acc {res.val_acc:.3f}", flush=True)
     common = dict(
         epochs=BUILD_EPOCHS,
         data_root=str(data_root),
