@@ -2,9 +2,10 @@
 (or, on a busy machine, a quarter of an hour) pretraining them.
 
 Each file in `SHIPPED_DIR` is exactly what `python -m worker.pretrain` writes: the backbone's safetensors and
-its JSON sidecar, which records the recipe, the step count, the seed, the thread count, the torch version, the
-source accuracy and the file's SHA-256. A copy is used only when its hash matches its sidecar and its sidecar
-matches the catalog's recipe, so an edited file or a changed recipe is refused instead of silently trained on.
+its JSON sidecar, which records the recipe, the architecture, the step count, the seed, the thread count, the
+torch version, the source accuracy and the SHA-256 of its tensors. A copy is used only when its tensors match
+that hash and its sidecar matches the catalog's recipe and architecture, so an edited file or a changed recipe
+is refused instead of silently trained on.
 
 `python -m worker.pretrain --verify-shipped` trains each one again from its sidecar and compares: bit for bit
 with the same torch on the same kind of CPU; elsewhere (another BLAS or vector unit sums in another order) the
@@ -120,6 +121,7 @@ class Reproduction:
     max_abs_diff: float  # largest |difference| over every weight
     val_acc_shipped: float
     val_acc_now: float
+    torch_shipped: str = ""  # the torch version that made the shipped file
 
     @property
     def within_tolerance(self) -> bool:
@@ -131,7 +133,9 @@ class Reproduction:
         else:
             verdict = "within" if self.within_tolerance else "OUTSIDE"
             how = f"not bit-identical (max |dw| {self.max_abs_diff:.2g}); {verdict} the "
-            how += f"{SOURCE_ACC_TOLERANCE:.0%} tolerance"
+            how += f"{100 * SOURCE_ACC_TOLERANCE:g}-point tolerance on source accuracy"
+            if self.torch_shipped and self.torch_shipped != torch.__version__:
+                how += f" (shipped with torch {self.torch_shipped}, this is {torch.__version__})"
         return f"{self.key}: {how}; source val acc shipped {self.val_acc_shipped:.3f}, retrained {self.val_acc_now:.3f}"
 
 
@@ -159,9 +163,4 @@ def reproduce(key: str, directory: Path = SHIPPED_DIR) -> Reproduction:
         )
         identical = tensors_sha256(res.path) == i["tensors_sha256"]
         diff = 0.0 if identical else _max_abs_diff(b.path, res.path)
-    return Reproduction(key, identical, diff, float(i["val_acc"]), res.val_acc)
-
-
-def torch_matches(info: dict[str, Any]) -> bool:
-    """The sidecar's torch version is this one (bit-identity is only expected then)."""
-    return info.get("torch") == torch.__version__
+    return Reproduction(key, identical, diff, float(i["val_acc"]), res.val_acc, str(i.get("torch", "")))

@@ -101,8 +101,11 @@ def test_pretraining_is_bit_for_bit_reproducible_and_reproduce_says_so(
     rep = sb.reproduce("tiny_bit", tmp_path / "a")
     assert rep.identical and rep.within_tolerance and rep.max_abs_diff == 0.0
     assert rep.line().startswith("tiny_bit: bit-identical; source val acc shipped")
-    off = sb.Reproduction("tiny_bit", False, 1e-6, 0.90, 0.85)
-    assert not off.within_tolerance and "OUTSIDE the 2% tolerance" in off.line()
+    off = sb.Reproduction("tiny_bit", False, 1e-6, 0.90, 0.85, torch_shipped="0.0.1")
+    assert not off.within_tolerance and "OUTSIDE the 2-point tolerance" in off.line()
+    assert f"(shipped with torch 0.0.1, this is {torch.__version__})" in off.line()
+    close = sb.Reproduction("tiny_bit", False, 1e-6, 0.90, 0.885)
+    assert close.within_tolerance and "within the 2-point tolerance" in close.line()
 
 
 @pytest.mark.slow
