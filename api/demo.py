@@ -193,19 +193,19 @@ class Demo:
 
         sweeps, _ = SqliteSweepRepository(self.registry).page(limit=5, offset=0)
         url = f"http://127.0.0.1:{port}"
-        with ExitStack() as stack:
-            api = self._serve(stack, port, "browse.log")
-            _wait_http(f"{url}/api/v1/health", 60, "the API", proc=api, log=self.out / "browse.log")
-            print(f"The demo's results, served at {url} (API docs: {url}/docs); Ctrl-C stops it.")
-            for sweep in sweeps:
-                print(f"  sweep {sweep.id} ({sweep.status}, {sweep.created_at:%Y-%m-%d %H:%M} UTC):")
-                print(f"    report:  {url}/api/v1/sweeps/{sweep.id}/report")
-                print(f"    tables:  shiftsweep --url {url} tables {sweep.id} ood")
-            print("  Ray is not running here: sweeps can be read, not resumed or extended.")
-            try:
+        try:  # Ctrl-C at any point stops the API (the stack) and ends cleanly
+            with ExitStack() as stack:
+                api = self._serve(stack, port, "browse.log")
+                _wait_http(f"{url}/api/v1/health", 60, "the API", proc=api, log=self.out / "browse.log")
+                print(f"The demo's results, served at {url} (API docs: {url}/docs); Ctrl-C stops it.", flush=True)
+                for sweep in sweeps:
+                    print(f"  sweep {sweep.id} ({sweep.status}, {sweep.created_at:%Y-%m-%d %H:%M} UTC):")
+                    print(f"    report:  {url}/api/v1/sweeps/{sweep.id}/report")
+                    print(f"    tables:  shiftsweep --url {url} tables {sweep.id} ood")
+                print("  Ray is not running here: sweeps can be read, not resumed or extended.", flush=True)
                 api.wait()
-            except KeyboardInterrupt:
-                pass
+        except KeyboardInterrupt:
+            pass
         return 0
 
     @staticmethod

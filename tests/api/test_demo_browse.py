@@ -65,7 +65,12 @@ def test_browse_serves_the_finished_results_at_the_printed_urls(tmp_path: Path) 
         assert (tmp_path / "api_token").stat().st_mode & 0o777 == 0o600
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            log = (tmp_path / "browse.log").read_text()[-3000:] if (tmp_path / "browse.log").exists() else ""
+            pytest.fail(f"browse did not stop within 60 s of Ctrl-C; its API's log ends:\n{log}")
     assert proc.returncode == 0, out
     assert f"report:  {url}/api/v1/sweeps/{sid}/report" in out
     assert f"tables:  shiftsweep --url {url} tables {sid} ood" in out
