@@ -43,6 +43,17 @@ def _bin(name: str) -> str:
     return found
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_ctrl_c_and_term() -> None:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt, so the services this process started are stopped. Ctrl-C
+    is set explicitly: a process started in the background by a shell inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def _step(title: str) -> float:
     print(f"\n== {title}", flush=True)
     return time.perf_counter()
@@ -193,7 +204,8 @@ class Demo:
 
         sweeps, _ = SqliteSweepRepository(self.registry).page(limit=5, offset=0)
         url = f"http://127.0.0.1:{port}"
-        try:  # Ctrl-C at any point stops the API (the stack) and ends cleanly
+        stop_on_ctrl_c_and_term()
+        try:  # Ctrl-C (or SIGTERM) at any point stops the API (the stack) and ends cleanly
             with ExitStack() as stack:
                 api = self._serve(stack, port, "browse.log")
                 _wait_http(f"{url}/api/v1/health", 60, "the API", proc=api, log=self.out / "browse.log")
@@ -296,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         return demo.browse(args.port)
     demo.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_on_ctrl_c_and_term()
     paused = 0.0
     try:
         demo.prepare()

@@ -37,12 +37,19 @@ def _finished_demo(out: Path) -> str:
     return "sdemo000001"
 
 
-def test_browse_serves_the_finished_results_at_the_printed_urls(tmp_path: Path) -> None:
+def _as_a_background_job() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to the commands it starts with `&`
+
+
+# Ctrl-C, and SIGTERM (`kill`), stop it and the API it started, also when it was started with SIGINT ignored
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_browse_serves_the_finished_results_at_the_printed_urls(tmp_path: Path, stop: signal.Signals) -> None:
     sid = _finished_demo(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.demo", "--browse", "--out", str(tmp_path), "--port", str(port)],
         cwd=ROOT,
+        preexec_fn=_as_a_background_job,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -64,14 +71,15 @@ def test_browse_serves_the_finished_results_at_the_printed_urls(tmp_path: Path) 
         assert write.status_code == 401  # the token is in <out>/api_token, not given here
         assert (tmp_path / "api_token").stat().st_mode & 0o777 == 0o600
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         try:
             out, _ = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             log = (tmp_path / "browse.log").read_text()[-3000:] if (tmp_path / "browse.log").exists() else ""
-            pytest.fail(f"browse did not stop within 60 s of Ctrl-C; its API's log ends:\n{log}")
+            pytest.fail(f"browse did not stop within 60 s of {stop.name}; its API's log ends:\n{log}")
     assert proc.returncode == 0, out
+    assert "Shutting down" in (tmp_path / "browse.log").read_text()  # the API it started was stopped too
     assert f"report:  {url}/api/v1/sweeps/{sid}/report" in out
     assert f"tables:  shiftsweep --url {url} tables {sid} ood" in out
 
