@@ -9,7 +9,7 @@ whether or not it is what the paper found.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analysis import labels
@@ -54,10 +54,10 @@ OUTLIER_MEASURES = {  # probe measure -> how the sentence names it (the paper's 
 }
 
 
-def _outlier_ratios(data: SweepData, measure: str) -> dict[str, list[float]]:
+def _outlier_ratios(rows: Sequence[Mapping[str, Any]], measure: str) -> dict[str, list[float]]:
     """Embedding over median middle layer, per model (one value per dataset), in one probe measure."""
     ratios: dict[str, list[float]] = {}
-    for r in build_from("probe", data).rows:
+    for r in rows:
         if r.get("measure") == measure and r.get("embed_over_middle_median") is not None:
             ratios.setdefault(r["model"], []).append(float(r["embed_over_middle_median"]))
     return ratios
@@ -65,9 +65,10 @@ def _outlier_ratios(data: SweepData, measure: str) -> dict[str, list[float]]:
 
 def embedding_outlier(data: SweepData) -> str | None:
     """Finding (a), from the probe table, raw and relative to the weights; None without a probe."""
+    rows = build_from("probe", data).rows  # built once for both measures
     parts = []
     for measure, name in OUTLIER_MEASURES.items():
-        ratios = _outlier_ratios(data, measure)
+        ratios = _outlier_ratios(rows, measure)
         if not ratios:
             continue
         spans, outliers = [], []

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -129,12 +130,16 @@ class Demo:
         print(f"   pretraining time this run: {pretrain_s:.1f} s (0 when every backbone was cached)")
 
     # -- services ----------------------------------------------------------------------------------
-    def _ray_token(self) -> Path:
-        path = self.out / "ray_auth_token"
+    def _secret_file(self, name: str, make: Callable[[], str]) -> Path:
+        """`<out>/<name>`, written once with `make()` and readable by its owner alone."""
+        path = self.out / name
         if not path.exists():
-            path.write_text(secrets.token_hex(32))
+            path.write_text(make())
             path.chmod(0o600)
         return path
+
+    def _ray_token(self) -> Path:
+        return self._secret_file("ray_auth_token", lambda: secrets.token_hex(32))
 
     def start_ray(self, stack: ExitStack) -> str:
         t = _step("local Ray head with its dashboard")
@@ -158,11 +163,7 @@ class Demo:
 
     def api_token(self) -> Path:
         """The demo API's bearer token, in a file the user can read it from (cancel, resume, extend need it)."""
-        path = self.out / "api_token"
-        if not path.exists():
-            path.write_text(secrets.token_urlsafe(24))
-            path.chmod(0o600)
-        return path
+        return self._secret_file("api_token", lambda: secrets.token_urlsafe(24))
 
     def _serve(self, stack: ExitStack, port: int, log_name: str) -> subprocess.Popen:
         """`shiftsweep serve` over the demo's storage and registry, stopped when `stack` closes."""

@@ -26,6 +26,7 @@ from worker.records import TrialStatus
 ADAMW = "adamw"
 MIB = float(2**20)
 FP32 = 4  # bytes per weight and per gradient
+OVERHEADS = {"peak_memory_bytes": "adamw_overhead_pct", "model_state_bytes": "adamw_state_overhead_pct"}
 
 COLUMNS = (
     Column("model", "str"),
@@ -109,8 +110,7 @@ def memory_table(data: SweepData) -> TableData:
             group = t[(t["model"] == model) & (t["method"] == method)]
             if not group.empty:
                 rows.append(_row(model, method, group))
-    adamw_peak = {r["model"]: r.get("peak_memory_bytes") for r in rows if r["method"] == ADAMW}
-    adamw_state = {r["model"]: r.get("model_state_bytes") for r in rows if r["method"] == ADAMW}
+    adamw = {r["model"]: r for r in rows if r["method"] == ADAMW}
     notes = [
         "Peak memory is the CUDA peak on GPU and the process's resident-set high-water mark on CPU (interpreter, "
         "libraries and data included: about the same for every method, so on CPU its AdamW overhead is noise and "
@@ -124,12 +124,10 @@ def memory_table(data: SweepData) -> TableData:
         *ref.memory_notes,
     ]
     for r in rows:
-        a, mine = adamw_peak.get(r["model"]), r.get("peak_memory_bytes")
-        if r["method"] != ADAMW and a and mine:
-            r["adamw_overhead_pct"] = 100.0 * (a / mine - 1.0)
-        a_state, my_state = adamw_state.get(r["model"]), r.get("model_state_bytes")
-        if r["method"] != ADAMW and a_state and my_state:
-            r["adamw_state_overhead_pct"] = 100.0 * (a_state / my_state - 1.0)
+        for measured, overhead in OVERHEADS.items():
+            a, mine = adamw.get(r["model"], {}).get(measured), r.get(measured)
+            if r["method"] != ADAMW and a and mine:
+                r[overhead] = 100.0 * (a / mine - 1.0)
         r["adamw_overhead_paper_pct"] = ref.adamw_overhead_pct(r["model"], r["method"])
         if r["completed_trials"] == 0:
             where = f"{r['model_title']} / {r['method_title']}"
