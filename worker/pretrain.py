@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -192,18 +193,35 @@ def made_as(model_key: str, r: Recipe) -> dict[str, Any]:
     return json.loads(json.dumps({"recipe": asdict(r), "builder": catalog.get_model(model_key).builder}))
 
 
+def made_differently(model_key: str, info: Mapping[str, Any]) -> list[str]:
+    """Each recipe or architecture setting where sidecar `info` differs from the catalog now (empty: made as now)."""
+    want = made_as(model_key, recipe_for(model_key))
+    out = []
+    for field_name in ("recipe", "builder"):
+        have = info.get(field_name) or {}
+        for k in sorted(set(want[field_name]) | set(have)):
+            if have.get(k) != want[field_name].get(k):
+                out.append(f"{field_name}.{k}: shipped {have.get(k)!r}, catalog {want[field_name].get(k)!r}")
+    return out
+
+
+def result_from_sidecar(path: Path, info: Mapping[str, Any]) -> PretrainResult:
+    """The result an earlier run recorded in its sidecar, for the weights file at `path`."""
+    return PretrainResult(
+        path, float(info["seconds"]), float(info["val_acc"]), str(info["optimizer"]), int(info["steps"]), True
+    )
+
+
 def _reuse(path: Path, model_key: str) -> PretrainResult | None:
     side = sidecar_path(path)
     if not (path.is_file() and side.is_file()):
         return None
     try:
         info = json.loads(side.read_text())
-        if {k: info.get(k) for k in ("recipe", "builder")} != made_as(model_key, recipe_for(model_key)):
+        if made_differently(model_key, info):
             return None  # made by another recipe or for another architecture: train again
-        return PretrainResult(
-            path, float(info["seconds"]), float(info["val_acc"]), str(info["optimizer"]), int(info["steps"]), True
-        )
-    except (ValueError, KeyError, TypeError):
+        return result_from_sidecar(path, info)
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None  # an unreadable sidecar: train again
 
 
@@ -317,15 +335,13 @@ def main(argv: list[str] | None = None) -> int:
         help="train the shipped demo backbones again from their sidecars and compare (no --out needed)",
     )
     args = p.parse_args(argv)
-    args.models_given = args.models is not None
-    args.models = args.models or ",".join(tiny)
-    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    keys = [k.strip() for k in (args.models or ",".join(tiny)).split(",") if k.strip()]
     unknown = [k for k in keys if k not in tiny]
     if unknown:
         print(f"error: not tiny catalog models: {unknown}; valid: {tiny}", file=sys.stderr)
         return 2
     if args.verify_shipped:
-        return _verify_shipped(keys if args.models_given else None)
+        return _verify_shipped(keys if args.models is not None else None)
     if args.out is None:
         print("error: --out is required (the weights root to write to)", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from safetensors import safe_open
 
 from worker import catalog
 from worker.models import tensors_sha256
-from worker.pretrain import PretrainResult, made_as, pretrain_backbone, recipe_for, sidecar_path
+from worker.pretrain import PretrainResult, made_differently, pretrain_backbone, result_from_sidecar, sidecar_path
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "synthetic" / "backbones"
 SOURCE_ACC_TOLERANCE = 0.02  # accepted |source val acc difference| when a retrained copy is not bit-identical
@@ -43,15 +43,7 @@ class ShippedBackbone:
     info: dict[str, Any]  # its sidecar
 
     def as_result(self, path: Path | None = None) -> PretrainResult:
-        i = self.info
-        return PretrainResult(
-            path or self.path,
-            float(i["seconds"]),
-            float(i["val_acc"]),
-            str(i["optimizer"]),
-            int(i["steps"]),
-            reused=True,
-        )
+        return result_from_sidecar(path or self.path, self.info)
 
 
 def shipped_keys(directory: Path = SHIPPED_DIR) -> list[str]:
@@ -61,13 +53,7 @@ def shipped_keys(directory: Path = SHIPPED_DIR) -> list[str]:
 
 def _recipe_drift(key: str, info: dict[str, Any]) -> list[str]:
     """How the sidecar's recipe, architecture and steps differ from what the catalog now says (empty if none)."""
-    want = made_as(key, recipe_for(key))
-    drift = [
-        f"{field}.{k}: shipped {(info.get(field) or {}).get(k)!r}, catalog {v!r}"
-        for field in ("recipe", "builder")
-        for k, v in want[field].items()
-        if (info.get(field) or {}).get(k) != v
-    ]
+    drift = made_differently(key, info)
     steps = catalog.get_model(key).pretraining.get("steps")
     if steps is not None and int(steps) != info.get("steps"):
         drift.append(f"steps: shipped {info.get('steps')!r}, catalog {int(steps)!r}")
