@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo demo-browse verify-backbones test test-fast lint bench clean
+.PHONY: install browser postgres demo demo-browse verify-backbones test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the report's browser test will be skipped"; }
 
+# The registry's tests also run against a real PostgreSQL server that they start in a temp dir (Debian's
+# `postgresql` binaries). Installed when missing and apt-get can run as root; otherwise those tests are skipped.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
+	  echo "postgresql not installed: the PostgreSQL registry tests will be skipped"; }
+
 demo: $(STAMP)
 	$(BIN)/python -m api.demo
 
@@ -33,7 +41,7 @@ demo-browse: $(STAMP)
 verify-backbones: $(STAMP)
 	$(BIN)/python -m worker.pretrain --verify-shipped
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser postgres lint
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

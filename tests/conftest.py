@@ -17,6 +17,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.postgres_server import INSTALL_HINT, PostgresServer, find_pg_bin  # noqa: E402
+
 # the linear probe's feature cache: per test session, never the user's (Ray workers inherit it)
 os.environ["SHIFTSWEEP_CACHE"] = tempfile.mkdtemp(prefix="shiftsweep-test-cache-")
 
@@ -42,3 +44,15 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     generate_benchmark("synth_style", root, seed=0, n_train=64, n_eval=32)
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session; the tests that ask for it skip where it is not installed."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip(INSTALL_HINT)
+    server = PostgresServer(bin_dir)
+    server.start()
+    yield server
+    server.stop()

@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.server.main import create_app
+    from api.server.registry import RegistryUnavailableError, is_postgres_url
     from api.server.settings import get_settings
 
     overrides: dict[str, Any] = {}
@@ -71,7 +72,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(
             f"refusing to listen on {args.host} without a token: set SHIFTSWEEP_API_TOKEN, or serve on 127.0.0.1"
         )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and not is_postgres_url(settings.registry or ""):
+        print(
+            f"note: {args.workers} API processes share the SQLite registry {settings.registry}; that is safe on a "
+            "local disk of one host only (across hosts or on a network volume, use postgresql://)",
+            file=sys.stderr,
+        )
+    try:
+        app = create_app(settings)  # opens the registry now, so that an unreachable one is said plainly
+    except RegistryUnavailableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.workers == 1:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    # Each worker process builds its own app from the environment, so the overrides travel there.
+    for name, value in overrides.items():
+        os.environ[f"SHIFTSWEEP_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "api.server.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -266,7 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="beyond localhost only with SHIFTSWEEP_API_TOKEN set")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--storage", help="results root (SHIFTSWEEP_STORAGE)")
-    s.add_argument("--registry", help="SQLite registry file (SHIFTSWEEP_REGISTRY)")
+    s.add_argument(
+        "--registry", help="SQLite registry file, or postgresql:// URL for several API processes (SHIFTSWEEP_REGISTRY)"
+    )
+    s.add_argument("--workers", type=int, default=1, help="API processes (uvicorn workers); one registry for all")
     s.add_argument("--ray-address", help="Ray dashboard address for jobs (SHIFTSWEEP_RAY_ADDRESS)")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 

@@ -25,7 +25,7 @@ from api.server.file_cache import FileCache
 from api.server.jobs import JobBackend, RayJobBackend
 from api.server.local_guard import local_only
 from api.server.paths import UnsafePathError
-from api.server.registry import SqliteSweepRepository, SweepRepository
+from api.server.registry import RegistryUnavailableError, SweepRepository, open_registry
 from api.server.routers import catalog, health, report, results, sweeps, trials
 from api.server.schemas import PresetSubmission
 from api.server.service import SweepService
@@ -59,6 +59,12 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _unsafe_path(_: Request, exc: Exception) -> JSONResponse:
     return ErrorJSONResponse({"detail": str(exc)}, status_code=400)
+
+
+async def _registry_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """A registry server that is down is the operator's to fix, and the request may be retried: 503, not 500."""
+    log.error("%s", exc)
+    return ErrorJSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -109,7 +115,7 @@ def create_app(
     backend = backend or RayJobBackend(
         settings.ray_address, dashboard_url=settings.dashboard_url, timeout_s=settings.ray_timeout_s
     )
-    repository = repository or SqliteSweepRepository(settings.registry_file)
+    repository = repository or open_registry(settings.registry)
     files = SweepFiles(settings.storage, FileCache())
 
     app = FastAPI(
@@ -130,6 +136,7 @@ def create_app(
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(UnsafePathError, _unsafe_path)
+    app.add_exception_handler(RegistryUnavailableError, _registry_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     if settings.api_token is None:

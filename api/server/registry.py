@@ -1,7 +1,8 @@
-"""The sweep registry: what the service knows of each sweep, kept in SQLite so that a restart loses nothing.
+"""The sweep registry: what the service knows of each sweep, kept in a database so that a restart loses nothing.
 
-`SweepRepository` is the interface the rest of the service uses; `SqliteSweepRepository` implements it with
-one short transaction per call, so a server database could replace it by implementing the same methods.
+`SweepRepository` is the interface the rest of the service uses. `SqliteSweepRepository` (one file, the embedded
+default for one API process) and `PostgresSweepRepository` (api.server.registry_postgres, for several API
+processes) implement it with one short transaction per call; `open_registry` picks one from the setting.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from api import ACTIVE_STATES, SWEEP_STATES
 
@@ -40,6 +42,10 @@ class DuplicateKeyError(Exception):
 
 class StaleRecordError(Exception):
     """A conditional update found the record changed by someone else (another request or API process)."""
+
+
+class RegistryUnavailableError(Exception):
+    """The registry's database cannot be reached (a server registry that is down or refuses us)."""
 
 
 class UnknownSweepError(KeyError):
@@ -278,3 +284,31 @@ class SqliteSweepRepository(SweepRepository):
     def ping(self) -> None:
         with self._connect() as conn:
             conn.execute("SELECT 1").fetchone()
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: str | Path) -> bool:
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def open_registry(target: str | Path) -> SweepRepository:
+    """The registry at `target`: a `postgresql://` URL, or the path of a SQLite file (created if missing)."""
+    if is_postgres_url(target):
+        from api.server.registry_postgres import PostgresSweepRepository  # psycopg only where it is used
+
+        return PostgresSweepRepository(str(target))
+    return SqliteSweepRepository(Path(target))

@@ -5,11 +5,14 @@ Created by `get_settings()` when the app is built, never at import time, so test
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.server.registry import is_postgres_url, redact_url
 
 # Tokens that appear in examples and templates; a service guarded by one of them is not guarded at all.
 PLACEHOLDER_TOKENS = frozenset({"changethis", "changeme", "secret", "token", "password", "test", "xxx"})
@@ -19,10 +22,15 @@ MIN_TOKEN_LENGTH = 16
 class Settings(BaseSettings):
     """Everything the service is configured by; each field is the env variable `SHIFTSWEEP_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="SHIFTSWEEP_", extra="ignore")
+    # hide_input_in_errors: a rejected token or registry URL with its password is never echoed in an error
+    model_config = SettingsConfigDict(env_prefix="SHIFTSWEEP_", extra="ignore", hide_input_in_errors=True)
 
     storage: Path = Field(Path("results"), description="results root: one directory per sweep lives here")
-    registry: Path | None = Field(None, description="SQLite registry file; default <storage>/registry.sqlite3")
+    registry: str | None = Field(
+        None,
+        description="the sweep registry: a SQLite file (default <storage>/registry.sqlite3), or a "
+        "postgresql://user:password@host:5432/db URL when several API processes share it",
+    )
     base_dir: Path = Field(
         default_factory=Path.cwd, description="relative data_root / weights_root of a spec are resolved against this"
     )
@@ -79,15 +87,24 @@ class Settings(BaseSettings):
     def _absolute_paths(self) -> Settings:
         self.storage = self.storage.expanduser().resolve()
         self.base_dir = self.base_dir.expanduser().resolve()
-        if self.registry is None:
-            self.registry = self.storage / "registry.sqlite3"
-        self.registry = self.registry.expanduser().resolve()
+        if not self.registry:
+            self.registry = str(self.storage / "registry.sqlite3")
+        elif not is_postgres_url(self.registry):
+            if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", self.registry):
+                raise ValueError(
+                    f"SHIFTSWEEP_REGISTRY {redact_url(self.registry)!r}: unsupported scheme; accepted: a SQLite "
+                    "file path, or postgresql://user:password@host:5432/database"
+                )
+            self.registry = str(Path(self.registry).expanduser().resolve())
         return self
 
     @property
     def registry_file(self) -> Path:
+        """The SQLite file of the registry; only for a registry that is one."""
         assert self.registry is not None  # filled by the validator
-        return self.registry
+        if is_postgres_url(self.registry):
+            raise ValueError("the registry is a PostgreSQL database, not a file")
+        return Path(self.registry)
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -27,6 +27,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each registry the service can use: a SQLite file, and a fresh database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "registry.sqlite3")
+    return request.getfixturevalue("postgres_server").new_database()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return get_settings(storage=tmp_path / "storage", base_dir=tmp_path, api_token=TOKEN, check_data=False)

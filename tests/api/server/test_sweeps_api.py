@@ -1,20 +1,29 @@
-"""POST/GET /sweeps, cancel and resume, against the real app with the fake job backend."""
+"""POST/GET /sweeps, cancel and resume, against the real app with the fake job backend, on each registry (a SQLite
+file and a real PostgreSQL server)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
 from api.server.jobs import FakeJobBackend
 from api.server.main import create_app
-from api.server.settings import Settings
+from api.server.settings import Settings, get_settings
 from orchestrator import NodeCapacity
-from tests.api.support import spec_body, write_driver, write_results
+from tests.api.support import TOKEN, spec_body, write_driver, write_results
 
 SWEEPS = "/api/v1/sweeps"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, registry_target: str) -> Settings:
+    return get_settings(
+        storage=tmp_path / "storage", registry=registry_target, base_dir=tmp_path, api_token=TOKEN, check_data=False
+    )
 
 
 def _submit(client: TestClient, body: dict | None = None, **headers: str) -> dict:
@@ -224,3 +233,24 @@ def test_restart_keeps_every_sweep(settings: Settings, backend: FakeJobBackend, 
         assert again.get(f"{SWEEPS}/{sid}").json()["status"] == "running"
         backend.set_status(sid, "SUCCEEDED")
         assert again.get(SWEEPS).json()["data"][0]["status"] == "finished"
+
+
+def test_a_registry_server_that_is_gone_answers_503_and_recovers(tmp_path: Path, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    url = postgres_server.new_database()
+    settings = get_settings(storage=tmp_path / "st", registry=url, base_dir=tmp_path, api_token=TOKEN, check_data=False)
+    with TestClient(create_app(settings, backend=FakeJobBackend()), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        sweep = _submit(c)
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:  # the database goes away
+            admin.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} ALLOW_CONNECTIONS false")
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'shiftsweep-api'"
+            )
+        for path in ("/api/v1/health", f"{SWEEPS}/{sweep['id']}"):
+            r = c.get(path)
+            assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+            assert "PostgreSQL registry" in r.json()["detail"] and postgres_server.password not in r.text
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} ALLOW_CONNECTIONS true")
+        assert c.get(f"{SWEEPS}/{sweep['id']}").json()["id"] == sweep["id"]
