@@ -60,6 +60,22 @@ def _outermost(paths: Sequence[Path], root: Path) -> list[Path]:
     return out
 
 
+def _unreadable(paths: Sequence[Path], fix_root: Path) -> list[str]:
+    """One message per path this process cannot read (a folder: list and enter): files written by another user
+    with owner-only modes are present but useless, and the loaders would fail on them mid-sweep."""
+    out = []
+    for path in paths:
+        need = os.R_OK | os.X_OK if path.is_dir() else os.R_OK
+        if os.access(path, need):
+            continue
+        st = path.stat()
+        out.append(
+            f"{path} is not readable by this process (uid {os.getuid()}; owner uid {st.st_uid}, mode "
+            f"{st.st_mode & 0o777:o}); make it readable to the images' uid 1000, e.g. chmod -R a+rX {fix_root}"
+        )
+    return out
+
+
 def check_dataset(key: str, data_root: str | Path) -> AssetCheck:
     """The dataset's layout markers under `data_root` (lists, metadata files, class folders), every missing one."""
     from worker.data import check_layout  # imports torch: only when a dataset is checked
@@ -68,9 +84,12 @@ def check_dataset(key: str, data_root: str | Path) -> AssetCheck:
 
     entry = catalog.get_dataset(key)
     root = entry.root(data_root)
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        return AssetCheck(DATASET, key, root, entry.layout, (), tuple(_unreadable([root], root)))
     problem = check_layout(key, data_root)
     if problem is None:
-        return AssetCheck(DATASET, key, root, entry.layout, (), ())
+        markers = [root, *LAYOUTS[entry.loader].markers(root, entry)]
+        return AssetCheck(DATASET, key, root, entry.layout, (), tuple(_unreadable(markers, root)))
     if not root.is_dir():
         return AssetCheck(DATASET, key, root, entry.layout, (root,), (problem,))
     missing = _outermost([p for p in LAYOUTS[entry.loader].markers(root, entry) if not p.exists()], root)
@@ -90,7 +109,8 @@ def check_weights(key: str, weights_root: str | Path) -> AssetCheck:
         location = resolve_weights_path(key, weights_root=weights_root)
     except WeightsNotFoundError as e:
         return AssetCheck(WEIGHTS, key, location, entry.weights_file, e.tried or (location,), (str(e),))
-    return AssetCheck(WEIGHTS, key, location, entry.weights_file, (), ())
+    problems = _unreadable([*location.parents[: len(Path(entry.weights_file).parts) - 1], location], location)
+    return AssetCheck(WEIGHTS, key, location, entry.weights_file, (), tuple(problems))
 
 
 def inspect_assets(

@@ -330,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--force", action="store_true", help="retrain even where weights and sidecar exist")
     p.add_argument(
+        "--shipped",
+        action="store_true",
+        help="install the backbones shipped with the project into --out (checked by hash) instead of training",
+    )
+    p.add_argument(
         "--verify-shipped",
         action="store_true",
         help="train the shipped demo backbones again from their sidecars and compare (no --out needed)",
@@ -345,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         print("error: --out is required (the weights root to write to)", file=sys.stderr)
         return 2
+    if args.shipped:
+        return _install_shipped(keys if args.models is not None else None, Path(args.out))
     for key in keys:
         try:
             res = pretrain_backbone(
@@ -364,6 +371,22 @@ def main(argv: list[str] | None = None) -> int:
         state = "reused" if res.reused else "trained"
         how = f"{res.optimizer}, {res.steps} steps in {res.seconds:.0f}s"
         print(f"{key}: {state} ({how}), val acc {res.val_acc:.3f}, {res.path}")
+    return 0
+
+
+def _install_shipped(keys: list[str] | None, weights_root: Path) -> int:
+    """Every shipped backbone (or `keys`) into `weights_root`: what a cluster's weights volume needs for the demo
+    preset, without training there."""
+    from worker.shipped_backbones import ShippedBackboneError, install, shipped_keys  # they import this module
+
+    for key in keys or shipped_keys():
+        try:
+            res = install(key, weights_root)
+        except ShippedBackboneError as e:
+            print(f"error: {key}: {e}", file=sys.stderr)
+            return 1
+        how = f"{res.optimizer}, {res.steps} steps"
+        print(f"{key}: installed the shipped backbone ({how}), source val acc {res.val_acc:.3f}, {res.path}")
     return 0
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,58 @@ def test_cli_checklist_and_exit_status(roots: tuple[Path, Path], capsys: pytest.
 
     assert main([*base, "--models", "no_such_model"]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def _as_nobody(fn: Callable[[], str]) -> str:
+    """`fn()` in a forked child that has dropped root for `nobody`; the modules it needs are imported before the
+    fork (the interpreter's own files may be where `nobody` cannot read)."""
+    import pwd
+
+    import worker.data.load  # noqa: F401
+    import worker.models  # noqa: F401
+
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write, fn().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_files_another_user_cannot_read_are_named(tmp_path: Path) -> None:
+    """Data written by root with owner-only modes is present, yet useless to the images' uid 1000: said so, with
+    the fix. As root the check runs as `nobody` (root reads everything); otherwise on files made unreadable."""
+    base = Path(tempfile.mkdtemp(prefix="assets-perm-"))  # not under pytest's owner-only tmp folder
+    try:
+        base.chmod(0o755)
+        data, weights = base / "data", base / "weights"
+        write_fake_waterbirds(data)
+        weights.mkdir()
+        (weights / catalog.get_model("tiny_bit").weights_file).write_bytes(b"stand-in")
+        for p in (data, weights):
+            p.chmod(0o755)
+        [metadata] = data.rglob("metadata.csv")
+        wb_root = catalog.get_dataset("waterbirds").root(data)
+        metadata.chmod(0o600 if os.geteuid() == 0 else 0o000)
+        (weights / catalog.get_model("tiny_bit").weights_file).chmod(0o600 if os.geteuid() == 0 else 0o000)
+        if os.geteuid() == 0:
+            out = _as_nobody(lambda: "\n".join(check_assets(data, weights, ["waterbirds"], ["tiny_bit"])))
+        else:
+            out = "\n".join(check_assets(data, weights, ["waterbirds"], ["tiny_bit"]))
+        assert f"{metadata} is not readable by this process" in out
+        assert "mode 600" in out or "mode 0" in out
+        assert f"chmod -R a+rX {wb_root}" in out
+        assert f"{weights / catalog.get_model('tiny_bit').weights_file} is not readable" in out
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
