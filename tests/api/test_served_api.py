@@ -337,12 +337,15 @@ def _resume(http: httpx.Client, sweep_id: str, gate: threading.Barrier, answers:
 
 
 @pytest.mark.slow
-def test_two_api_processes_resume_a_sweep_once(ray_dashboard: str, tmp_path: Path):
-    """Both processes are asked to resume one failed sweep at the same moment: one job starts, the other is 409."""
+@pytest.mark.parametrize("registry", ["sqlite", "postgresql"])
+def test_two_api_processes_resume_a_sweep_once(ray_dashboard: str, tmp_path: Path, registry: str, request):  # type: ignore[no-untyped-def]
+    """Both processes are asked to resume one failed sweep at the same moment: one job starts, the other is 409.
+    On one SQLite file (one host) and on a real PostgreSQL server (what replicas share)."""
     driver = tmp_path / "failing-driver"
     driver.write_text("#!/bin/sh\necho 'a driver that fails at once' >&2\nexit 3\n")
     driver.chmod(0o755)
-    env = _env(tmp_path, ray_dashboard, python=str(driver))
+    shared = {} if registry == "sqlite" else {"registry": request.getfixturevalue("postgres_server").new_database()}
+    env = _env(tmp_path, ray_dashboard, python=str(driver), **shared)
     one, other = Served(tmp_path, env, "one"), Served(tmp_path, env, "two")
     try:
         with one.client(headers=AUTH) as a, other.client(headers=AUTH) as b:
