@@ -69,12 +69,13 @@ def hung_dashboard() -> Iterator[str]:
 class Served:
     """`shiftsweep serve` in its own process, on its own port."""
 
-    def __init__(self, tmp: Path, env: dict[str, str], name: str = "api"):
+    def __init__(self, tmp: Path, env: dict[str, str], name: str = "api", args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{name}-{self.port}.log"
         self.env = env
         cmd = [sys.executable, "-m", "api.client.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += list(args)
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"{self.url}/api/v1/openapi.json"
@@ -326,6 +327,38 @@ def test_a_service_with_a_blank_or_unprintable_token_does_not_start(hung_dashboa
     cmd = [sys.executable, "-m", "api.client.cli", "serve", "--port", str(free_port())]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "SHIFTSWEEP_API_TOKEN" in done.stderr, done.stderr[-2000:]
+
+
+def test_serve_with_worker_processes_on_a_postgresql_registry(hung_dashboard: str, tmp_path: Path, postgres_server):  # type: ignore[no-untyped-def]
+    """`serve --workers 2 --registry postgresql://...`: the registry given on the command line reaches both uvicorn
+    worker processes, and what one process stores every process reads."""
+    from api.server.registry import SweepRecord, open_registry
+
+    url = postgres_server.new_database()
+    api = Served(tmp_path, _env(tmp_path, hung_dashboard), args=("--workers", "2", "--registry", url))
+    try:
+        open_registry(url).add(
+            record=SweepRecord(id="sabc", name="stored", spec={}, status="finished", storage_dir=str(tmp_path))
+        )
+        with api.client(headers=AUTH) as http:
+            seen = {http.get(SWEEPS).json()["data"][0]["id"] for _ in range(20)}  # answered by either process
+            assert seen == {"sabc"}
+        _until("both worker processes", lambda: api.log.read_text().count("Started server process") == 2, 60)
+        assert postgres_server.password not in api.log.read_text()
+    finally:
+        api.stop()
+
+
+def test_serve_says_plainly_when_the_registry_cannot_be_reached(hung_dashboard: str, tmp_path: Path):
+    env = _env(tmp_path, hung_dashboard)
+    cmd = [sys.executable, "-m", "api.client.cli", "serve", "--port", str(free_port())]
+    cmd += ["--registry", f"postgresql://someone:hunter2@127.0.0.1:{free_port()}/registry"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "cannot reach the PostgreSQL registry at postgresql://someone:***@127.0.0.1" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+    done = subprocess.run(cmd[:-2] + ["--workers", "0"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--workers must be at least 1" in done.stderr
 
 
 def _resume(http: httpx.Client, sweep_id: str, gate: threading.Barrier, answers: list[int]) -> None:
