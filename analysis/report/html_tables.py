@@ -192,14 +192,19 @@ def comparison_table(t: TableData) -> str:
 _ROW_IDENTITY = ("model", "dataset", "method", "measure", "split")
 
 
+def _is_text(t: TableData, d: DisplayColumn) -> bool:
+    return next((c.dtype for c in t.columns if c.key == d.key), "str") == "str"
+
+
 def _width_ch(t: TableData, d: DisplayColumn) -> int:
-    """Column width in characters, from the header and, for text columns, the row labels (never the numbers)."""
-    dtype = next((c.dtype for c in t.columns if c.key == d.key), "str")
-    width = len(d.title) + 2
-    if dtype == "str":
-        width = max([width] + [len(str(r.get(d.key) or "")) + 2 for r in t.rows])
+    """Column width in characters, from the header and, for text columns, the row labels (never the numbers).
+
+    A number column's header wraps between words, so its longest word sets the width, not the whole title: a
+    table of nine numeric columns with long titles then fits a laptop's width instead of scrolling sideways."""
+    if _is_text(t, d):
+        width = max([len(d.title) + 2] + [len(str(r.get(d.key) or "")) + 2 for r in t.rows])
     else:
-        width = max(width, 10 + (7 if d.paper_key else 0))
+        width = max(max(len(word) for word in d.title.split()) + 2, 10 + (7 if d.paper_key else 0))
     return min(width, 40)
 
 
@@ -211,7 +216,8 @@ def data_table(t: TableData, *, caption: bool = True) -> str:
     dtypes = {c.key: c.dtype for c in t.columns}
     widths = [_width_ch(t, d) for d in cols]
     colgroup = "".join(f'<col style="width:{w}ch">' for w in widths)
-    head = "".join(f'<th scope="col">{escape(d.title)}</th>' for d in cols)
+    num = ' class="num"'
+    head = "".join(f'<th scope="col"{"" if _is_text(t, d) else num}>{escape(d.title)}</th>' for d in cols)
     _, texts = t.view()
     body = []
     for row, cells_text in zip(t.rows, texts, strict=True):
