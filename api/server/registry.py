@@ -14,7 +14,7 @@ import string
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,6 +82,30 @@ class SweepRecord:
         return replace(self, **changes)
 
 
+def changed_fields(
+    *,
+    status: str | None,
+    job_ids: tuple[str, ...] | None,
+    error: str | None,
+    clear_error: bool,
+    spec: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The fields an update sets (`status`, `job_ids`, `error`, `spec`, `name`), checked: the one reading of
+    `SweepRepository.update`'s arguments that every registry applies in its own SQL."""
+    if status is not None and status not in SWEEP_STATES:
+        raise ValueError(f"unknown sweep status {status!r}; valid: {', '.join(SWEEP_STATES)}")
+    out: dict[str, Any] = {}
+    if status is not None:
+        out["status"] = status
+    if job_ids is not None:
+        out["job_ids"] = list(job_ids)
+    if error is not None or clear_error:
+        out["error"] = error
+    if spec is not None:
+        out |= {"spec": spec, "name": str(spec.get("name") or "sweep")}
+    return out
+
+
 class SweepRepository(ABC):
     """Persistence of sweep records; every write is atomic."""
 
@@ -129,7 +153,144 @@ class SweepRepository(ABC):
         """Raise if the store cannot be read."""
 
 
-_SCHEMA = """
+_COLUMNS = (
+    "id, name, spec_json, status, storage_dir, job_ids_json, idempotency_key, request_hash, error, "
+    "created_at, updated_at"
+)
+_JSON_FIELDS = {"spec": "spec_json", "job_ids": "job_ids_json"}  # record fields kept as JSON, and their columns
+
+
+class SqlSweepRepository(SweepRepository):
+    """The registry's SQL, written once for every database: one table `sweeps`, one short transaction per call,
+    conditional updates decided by the UPDATE's own WHERE. A database supplies its connection (`_transaction`,
+    yielding something with `execute`), its placeholder, and how it stores JSON and times."""
+
+    placeholder = "?"
+    duplicate_error: type[Exception] = Exception  # what the driver raises on a UNIQUE violation
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]: ...
+
+    @abstractmethod
+    def _to_json(self, value: Any) -> Any: ...
+
+    @abstractmethod
+    def _from_json(self, stored: Any) -> Any: ...
+
+    @abstractmethod
+    def _to_time(self, value: datetime) -> Any: ...
+
+    @abstractmethod
+    def _from_time(self, stored: Any) -> datetime: ...
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.placeholder)
+
+    def _record(self, row: Any) -> SweepRecord:
+        return SweepRecord(
+            id=row["id"],
+            name=row["name"],
+            spec=self._from_json(row["spec_json"]),
+            status=row["status"],
+            storage_dir=row["storage_dir"],
+            job_ids=tuple(self._from_json(row["job_ids_json"])),
+            idempotency_key=row["idempotency_key"],
+            request_hash=row["request_hash"],
+            error=row["error"],
+            created_at=self._from_time(row["created_at"]),
+            updated_at=self._from_time(row["updated_at"]),
+        )
+
+    def _row(self, db: Any, sweep_id: str) -> Any:
+        return db.execute(self._sql(f"SELECT {_COLUMNS} FROM sweeps WHERE id = ?"), (sweep_id,)).fetchone()
+
+    def add(self, *, record: SweepRecord) -> None:
+        values = (
+            record.id,
+            record.name,
+            self._to_json(record.spec),
+            record.status,
+            record.storage_dir,
+            self._to_json(list(record.job_ids)),
+            record.idempotency_key,
+            record.request_hash,
+            record.error,
+            self._to_time(record.created_at),
+            self._to_time(record.updated_at),
+        )
+        try:
+            with self._transaction() as db:
+                db.execute(self._sql(f"INSERT INTO sweeps ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"), values)
+        except self.duplicate_error as e:
+            raise DuplicateKeyError(str(e).strip()) from None
+
+    def get(self, *, sweep_id: str) -> SweepRecord:
+        with self._transaction() as db:
+            row = self._row(db, sweep_id)
+        if row is None:
+            raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
+        return self._record(row)
+
+    def find_by_idempotency_key(self, *, key: str) -> SweepRecord | None:
+        with self._transaction() as db:
+            row = db.execute(self._sql(f"SELECT {_COLUMNS} FROM sweeps WHERE idempotency_key = ?"), (key,)).fetchone()
+        return None if row is None else self._record(row)
+
+    def page(self, *, limit: int, offset: int, status: str | None = None) -> tuple[list[SweepRecord], int]:
+        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+        with self._transaction() as db:
+            total = db.execute(self._sql(f"SELECT COUNT(*) AS n FROM sweeps {where}"), args).fetchone()["n"]
+            rows = db.execute(
+                self._sql(f"SELECT {_COLUMNS} FROM sweeps {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?"),
+                (*args, limit, offset),
+            ).fetchall()
+        return [self._record(r) for r in rows], int(total)
+
+    def update(
+        self,
+        *,
+        sweep_id: str,
+        status: str | None = None,
+        job_ids: tuple[str, ...] | None = None,
+        error: str | None = None,
+        clear_error: bool = False,
+        spec: dict[str, Any] | None = None,
+        expect_status: Collection[str] | None = None,
+        expect_job_ids: tuple[str, ...] | None = None,
+    ) -> SweepRecord:
+        sets, args = ["updated_at = ?"], [self._to_time(utcnow())]
+        fields = changed_fields(status=status, job_ids=job_ids, error=error, clear_error=clear_error, spec=spec)
+        for name, value in fields.items():
+            sets.append(f"{_JSON_FIELDS.get(name, name)} = ?")
+            args.append(self._to_json(value) if name in _JSON_FIELDS else value)
+        where, where_args = ["id = ?"], [sweep_id]
+        if expect_status is not None:
+            states = sorted(expect_status)
+            where.append(f"status IN ({', '.join('?' * len(states))})")
+            where_args += states
+        if expect_job_ids is not None:
+            where.append("job_ids_json = ?")
+            where_args.append(self._to_json(list(expect_job_ids)))
+        with self._transaction() as db:
+            sql = f"UPDATE sweeps SET {', '.join(sets)} WHERE {' AND '.join(where)}"
+            changed = db.execute(self._sql(sql), (*args, *where_args)).rowcount
+            row = self._row(db, sweep_id)
+        if row is None:
+            raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
+        if changed == 0:
+            raise StaleRecordError(f"sweep {sweep_id} changed meanwhile: it is now {row['status']}")
+        return self._record(row)
+
+    def delete(self, *, sweep_id: str) -> None:
+        with self._transaction() as db:
+            db.execute(self._sql("DELETE FROM sweeps WHERE id = ?"), (sweep_id,))
+
+    def ping(self) -> None:
+        with self._transaction() as db:
+            db.execute("SELECT 1").fetchone()
+
+
+_SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -146,41 +307,23 @@ CREATE TABLE IF NOT EXISTS sweeps (
 CREATE INDEX IF NOT EXISTS sweeps_created ON sweeps (created_at DESC, id);
 """
 
-_COLUMNS = (
-    "id, name, spec_json, status, storage_dir, job_ids_json, idempotency_key, request_hash, error, "
-    "created_at, updated_at"
-)
 
+class SqliteSweepRepository(SqlSweepRepository):
+    """SQLite in WAL mode, one connection per thread (threads of the server never share one); JSON as text,
+    times as ISO 8601 text."""
 
-def _row_to_record(row: sqlite3.Row) -> SweepRecord:
-    return SweepRecord(
-        id=row["id"],
-        name=row["name"],
-        spec=json.loads(row["spec_json"]),
-        status=row["status"],
-        storage_dir=row["storage_dir"],
-        job_ids=tuple(json.loads(row["job_ids_json"])),
-        idempotency_key=row["idempotency_key"],
-        request_hash=row["request_hash"],
-        error=row["error"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-    )
-
-
-class SqliteSweepRepository(SweepRepository):
-    """SQLite in WAL mode, one connection per thread (threads of the server never share one)."""
+    duplicate_error = sqlite3.IntegrityError
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()  # one connection per server thread, reused across requests
-        with self._connect() as conn:
+        with self._transaction() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SQLITE_SCHEMA)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0)
@@ -189,101 +332,17 @@ class SqliteSweepRepository(SweepRepository):
         with conn:  # one transaction: committed on success, rolled back on error
             yield conn
 
-    def add(self, *, record: SweepRecord) -> None:
-        try:
-            with self._connect() as conn:
-                conn.execute(
-                    f"INSERT INTO sweeps ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.id,
-                        record.name,
-                        json.dumps(record.spec, sort_keys=True),
-                        record.status,
-                        record.storage_dir,
-                        json.dumps(list(record.job_ids)),
-                        record.idempotency_key,
-                        record.request_hash,
-                        record.error,
-                        record.created_at.isoformat(),
-                        record.updated_at.isoformat(),
-                    ),
-                )
-        except sqlite3.IntegrityError as e:
-            raise DuplicateKeyError(str(e)) from None
+    def _to_json(self, value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
 
-    def get(self, *, sweep_id: str) -> SweepRecord:
-        with self._connect() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
-        if row is None:
-            raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
-        return _row_to_record(row)
+    def _from_json(self, stored: Any) -> Any:
+        return json.loads(stored)
 
-    def find_by_idempotency_key(self, *, key: str) -> SweepRecord | None:
-        with self._connect() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM sweeps WHERE idempotency_key = ?", (key,)).fetchone()
-        return None if row is None else _row_to_record(row)
+    def _to_time(self, value: datetime) -> str:
+        return value.isoformat()
 
-    def page(self, *, limit: int, offset: int, status: str | None = None) -> tuple[list[SweepRecord], int]:
-        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
-        with self._connect() as conn:
-            total = conn.execute(f"SELECT COUNT(*) FROM sweeps {where}", args).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM sweeps {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-                (*args, limit, offset),
-            ).fetchall()
-        return [_row_to_record(r) for r in rows], int(total)
-
-    def update(
-        self,
-        *,
-        sweep_id: str,
-        status: str | None = None,
-        job_ids: tuple[str, ...] | None = None,
-        error: str | None = None,
-        clear_error: bool = False,
-        spec: dict[str, Any] | None = None,
-        expect_status: Collection[str] | None = None,
-        expect_job_ids: tuple[str, ...] | None = None,
-    ) -> SweepRecord:
-        if status is not None and status not in SWEEP_STATES:
-            raise ValueError(f"unknown sweep status {status!r}; valid: {', '.join(SWEEP_STATES)}")
-        sets, args = ["updated_at = ?"], [utcnow().isoformat()]
-        if status is not None:
-            sets.append("status = ?")
-            args.append(status)
-        if job_ids is not None:
-            sets.append("job_ids_json = ?")
-            args.append(json.dumps(list(job_ids)))
-        if error is not None or clear_error:
-            sets.append("error = ?")
-            args.append(error)  # type: ignore[arg-type]
-        if spec is not None:
-            sets += ["spec_json = ?", "name = ?"]
-            args += [json.dumps(spec, sort_keys=True), str(spec.get("name") or "sweep")]
-        where, where_args = ["id = ?"], [sweep_id]
-        if expect_status is not None:
-            states = sorted(expect_status)
-            where.append(f"status IN ({', '.join('?' * len(states))})")
-            where_args += states
-        if expect_job_ids is not None:
-            where.append("job_ids_json = ?")
-            where_args.append(json.dumps(list(expect_job_ids)))
-        with self._connect() as conn:
-            cur = conn.execute(f"UPDATE sweeps SET {', '.join(sets)} WHERE {' AND '.join(where)}", (*args, *where_args))
-            row = conn.execute(f"SELECT {_COLUMNS} FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
-        if row is None:
-            raise UnknownSweepError(f"no sweep with id {sweep_id!r}")
-        if cur.rowcount == 0:
-            raise StaleRecordError(f"sweep {sweep_id} changed meanwhile: it is now {row['status']}")
-        return _row_to_record(row)
-
-    def delete(self, *, sweep_id: str) -> None:
-        with self._connect() as conn:
-            conn.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,))
-
-    def ping(self) -> None:
-        with self._connect() as conn:
-            conn.execute("SELECT 1").fetchone()
+    def _from_time(self, stored: Any) -> datetime:
+        return datetime.fromisoformat(stored)
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
