@@ -7,13 +7,14 @@ with 6 LRs half a decade apart like the paper's grids (holding the demo's 4), wi
 shipped backbones (copied to .cache/bench-weights). The demo's own grid is the subset of those trials at its
 LRs.
 
-Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune
-scheduler applies as results arrive) under each of --settings (a reduction factor, then optionally `:` and the
-rungs as fractions of the epochs; default: the scheduler's default rungs at factors 3 and 2, and one rung at half
-the epochs at factors 3 and 2): a trial counts the epochs up to the rung its LR was stopped at. The
-decisions depend on the scores alone, never on the order results arrive in, so the replay stops exactly the
-trials a live early-stopped sweep stops. What a live run adds is the cost of pausing and restoring trials at a
-rung; --live measures it on the demo grid (the demo grid with early stopping on and off, one after the other).
+Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune scheduler
+applies as results arrive) under each of --settings (a reduction factor, then optionally `:` and the rungs as
+fractions of the epochs; default: the scheduler's default rungs at factors 3 and 2, one rung at half the epochs at
+factors 3 and 2, and the two alternatives of `Setting`: the margin rule and the neighbour rule): a trial counts
+the epochs up to the rung its LR was stopped at. The decisions depend on the scores alone, never on the order
+results arrive in, so the replay stops exactly the trials a live early-stopped sweep stops. What a live run adds
+is the cost of pausing and restoring trials at a rung; --live measures it on the demo grid (the demo grid with
+early stopping on and off, one after the other).
 
 Printed on the last lines, per grid and setting: epochs and trial-seconds of the early-stopped grid against the
 full one; in how many (model, dataset, method) cells the selection rule chooses the full grid's LR; the largest
@@ -67,12 +68,15 @@ class Figures:
 
 @dataclass(frozen=True)
 class Setting:
-    """`3`, `2:0.25,0.5`: successive halving's reduction factor and rungs; `m0.1:0.25`: the alternative measured
-    against it, which stops at each rung the LRs whose seed mean is more than the margin below the cell's best."""
+    """`3`, `2:0.25,0.5`: successive halving's reduction factor and rungs. Two alternatives measured against it:
+    `m0.1:0.25` stops at each rung the LRs whose seed mean is more than the margin below the cell's best;
+    `n1:0.25` keeps at each rung the leading LR and its neighbours up to 1 grid step away, and stops the rest
+    (an LR's response is one-peaked on a log grid, so the final choice is rarely far from an early leader)."""
 
     reduction_factor: float
     rungs: list[float] | None
     margin: float | None = None
+    neighbours: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Setting:
@@ -80,13 +84,27 @@ class Setting:
         fractions = [float(x) for x in rungs.split(",")] if rungs else None
         if head.startswith("m"):
             return cls(3.0, fractions, margin=float(head[1:]))
+        if head.startswith("n"):
+            return cls(3.0, fractions, neighbours=int(head[1:]))
         return cls(float(head), fractions)
 
     def describe(self, epochs: int) -> str:
         at = rung_epochs(epochs, reduction_factor=self.reduction_factor, fractions=self.rungs)
         if self.margin is not None:
             return f"margin rule {self.margin:g} below the best, rungs at epochs {at}"
+        if self.neighbours is not None:
+            return f"leader and neighbours within {self.neighbours} grid step(s), rungs at epochs {at}"
         return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
+
+
+def _rung_means(members: dict[str, Member], alive: set[float], rung: int) -> dict[float, float]:
+    """Each live LR's seed mean at `rung`, over the trials that reported there."""
+    means = {}
+    for lr in alive:
+        scores = [s for m in members.values() if m.group == lr and (s := m.score_at(rung)) is not None]
+        if scores:
+            means[lr] = sum(scores) / len(scores)
+    return means
 
 
 def _margin_stops(members: dict[str, Member], rungs: list[int], margin: float) -> dict[float, int]:
@@ -94,16 +112,29 @@ def _margin_stops(members: dict[str, Member], rungs: list[int], margin: float) -
     alive = {m.group for m in members.values()}
     stops: dict[float, int] = {}
     for rung in rungs:
-        means = {}
-        for lr in alive:
-            scores = [s for m in members.values() if m.group == lr and (s := m.score_at(rung)) is not None]
-            if scores:
-                means[lr] = sum(scores) / len(scores)
+        means = _rung_means(members, alive, rung)
         if not means:
             break
         best = max(means.values())
         for lr, v in means.items():
             if v < best - margin:
+                stops[lr] = rung
+        alive -= set(stops)
+    return stops
+
+
+def _neighbour_stops(members: dict[str, Member], rungs: list[int], steps: int) -> dict[float, int]:
+    """LR -> the rung it stops at when each rung keeps only the leader and the LRs within `steps` grid steps."""
+    grid = sorted({m.group for m in members.values()})
+    alive = set(grid)
+    stops: dict[float, int] = {}
+    for rung in rungs:
+        means = _rung_means(members, alive, rung)
+        if not means:
+            break
+        lead = grid.index(max(means, key=lambda lr: means[lr]))
+        for lr in alive:
+            if abs(grid.index(lr) - lead) > steps:
                 stops[lr] = rung
         alive -= set(stops)
     return stops
@@ -139,9 +170,9 @@ def prepare(args: argparse.Namespace, spec: SweepSpec) -> None:
             print(f"{m}: shipped backbone, source validation accuracy {res.val_acc:.3f}", flush=True)
 
 
-def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table, margin: float | None = None) -> dict[str, int]:
-    """The last epoch each trial runs under early stopping, from the scheduler's own decisions (or the margin
-    rule's)."""
+def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table, setting: Setting | None = None) -> dict[str, int]:
+    """The last epoch each trial runs under early stopping, from the scheduler's own decisions (or the margin or
+    neighbour rule's)."""
     rows = epochs.to_pylist()
     by_trial: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -160,8 +191,10 @@ def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table, margin: flo
         rungs = rung_epochs(
             planned, reduction_factor=es.reduction_factor, grace_period=es.grace_period, fractions=es.rungs
         )
-        if margin is not None:
-            by_lr = _margin_stops(members, rungs, margin)
+        if setting is not None and setting.margin is not None:
+            by_lr = _margin_stops(members, rungs, setting.margin)
+        elif setting is not None and setting.neighbours is not None:
+            by_lr = _neighbour_stops(members, rungs, setting.neighbours)
         else:
             state = decide(members, rungs, es.reduction_factor)
             by_lr = {lr: d.epoch for d in reversed(state.decisions) for lr in d.stopped}
@@ -234,7 +267,9 @@ def main() -> None:
     p.add_argument(
         "--weights-root", help="pretrained tiny backbones (default: the shipped ones, copied to .cache/bench-weights)"
     )
-    p.add_argument("--settings", nargs="+", default=["3", "2", "3:0.5", "2:0.5", "m0.05", "m0.1"], help="see Setting")
+    p.add_argument(
+        "--settings", nargs="+", default=["3", "2", "3:0.5", "2:0.5", "m0.05", "m0.1", "n1:0.25"], help="see Setting"
+    )
     p.add_argument("--results", help="a finished full grid's sweep directory to replay instead of running one")
     p.add_argument("--live", action="store_true", help="also run the demo grid with early stopping on and off")
     args = p.parse_args()
@@ -270,7 +305,7 @@ def main() -> None:
             lines.append(f"{label}: {t.num_rows} trials, {n_seeds} seeds, {full_spec.epochs} epochs each")
             for setting in settings:
                 es = grid_spec(args, lrs=lrs, setting=setting)
-                stopped = figures(t, e, stop_epochs(es, t, e, setting.margin))
+                stopped = figures(t, e, stop_epochs(es, t, e, setting))
                 lines.append(compare(f"  {setting.describe(full_spec.epochs or 1)}", full, stopped))
 
         if args.live:
