@@ -669,7 +669,7 @@ def test_the_loader_pod_fills_the_volumes_the_cluster_reads() -> None:
     spec = pod["spec"]
     [container] = spec["containers"]
     assert container["image"] == "shiftsweep-head" and spec["restartPolicy"] == "Never"
-    assert 0 < spec["activeDeadlineSeconds"] <= 7 * 86400  # a forgotten loader goes away
+    assert 0 < spec["activeDeadlineSeconds"] <= 7 * 86400  # a forgotten loader is stopped
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     for vol in ("data", "weights"):
@@ -850,20 +850,21 @@ def test_kustomize_applies_the_knobs(rendered_k8s: list[dict[str, Any]]) -> None
             k8s_validate(doc)
 
 
-def test_gpu_workers_have_the_cpus_and_memory_every_gpu_preset_asks_for(rendered_k8s: list[dict[str, Any]]) -> None:
+def test_gpu_workers_have_the_cpus_every_gpu_preset_asks_for(rendered_k8s: list[dict[str, Any]]) -> None:
     """KubeRay gives Ray the pod's limits: a pod with G GPUs runs G trials at once only with G x the trial's CPUs
-    (two GPUs and 8 CPUs under paper_main's 8-CPU trials would leave one GPU idle)."""
+    (two GPUs and 8 CPUs under paper_main's 8-CPU trials would leave one GPU idle). Requests equal limits
+    (Guaranteed QoS), so what Ray counts is what the node reserved."""
     from worker.catalog import get_preset
 
     [group] = one(rendered_k8s, "RayCluster")["spec"]["workerGroupSpecs"]
-    limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    resources = group["template"]["spec"]["containers"][0]["resources"]
+    limits = resources["limits"]
+    assert resources["requests"] == limits
     gpus, cpus = int(limits["nvidia.com/gpu"]), float(limits["cpu"])
     for name in ("paper_main", "clip_ablations", "probe", "memory"):
         res = get_preset(name)["resources"]
         per_trial = float(res["cpus"]) / float(res["gpus"])
         assert cpus >= gpus * per_trial, f"{name}: {gpus} GPUs want {gpus * per_trial:g} CPUs, the pod has {cpus:g}"
-    memory = limits["memory"]
-    assert memory.endswith("Gi") and int(memory[:-2]) >= 32 * gpus  # the ViT-L/H trials' host memory per GPU
 
 
 @pytest.mark.parametrize("version", KUBERAY_VERSIONS)
