@@ -2,8 +2,9 @@
 # From zero to a finished sweep on the Compose stack, and back to nothing: builds both images, prepares data and
 # weights on host folders as the images' uid 1000, brings the stack up (Ray head, API with the PostgreSQL
 # registry, a worker), submits a tiny sweep with the CLI, checks its Parquet rows and its report, and tears
-# everything down. Prints the time of each step and the images' sizes. Not part of `make test` (minutes, and it
-# needs dockerd).
+# everything down. With the CPU worker (the default) the GPU image also joins the cluster as a CPU-only node, which
+# Ray allows only when its Python and Ray match the head's. Prints the time of each step and the images' sizes.
+# Not part of `make test` (minutes, and it needs dockerd).
 #
 #   docker/smoke.sh                                    # the pinned public base images (needs a registry)
 #   docker/make-local-base.sh && docker/smoke.sh --local   # no registry: Debian stand-ins built with debootstrap
@@ -83,10 +84,12 @@ if [ "$WORKER" = cpu ]; then compose+=(--profile cpu); scale=(--scale gpu-worker
 
 teardown() {
   if [ "$KEEP" = 1 ]; then
-    echo "kept: ${compose[*]} down -v; rm -rf $work $logs  (API http://127.0.0.1:$api_port, token: $SHIFTSWEEP_API_TOKEN)"
+    echo "kept: docker rm -f $project-gpu-image; ${compose[*]} down -v; rm -rf $work $logs"
+    echo "      (API http://127.0.0.1:$api_port, token: $SHIFTSWEEP_API_TOKEN)"
     return
   fi
   step "tear down: containers, networks, volumes, work folder, images"
+  docker rm -f "$project-gpu-image" >/dev/null 2>&1 || true
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
   rm -rf "$work" "$logs"
   docker image rm "$HEAD_IMAGE" "$GPU_IMAGE" >/dev/null 2>&1 || true
@@ -115,6 +118,29 @@ step "compose up: ray-head, postgres, api, ${WORKER}-worker (waits for every hea
 "${compose[@]}" up -d --no-build --wait "${scale[@]}" 2>&1 | tail -n 3 | sed 's/^/       /'
 took
 "${compose[@]}" ps --format '{{.Service}}: {{.Status}}' 2>/dev/null | sed 's/^/       /' || "${compose[@]}" ps
+
+if [ "$WORKER" = cpu ]; then
+  # No GPU here, but the GPU image can still join as a CPU-only node: Ray accepts a node only if its Python and
+  # Ray match the head's, which is what building both images from one base is for.
+  step "the GPU worker image joins the cluster as one more node (CPU only here)"
+  docker run -d --name "$project-gpu-image" --network "${project}_default" --init --shm-size 1g \
+    -e RAY_AUTH_MODE=token -e "RAY_AUTH_TOKEN=$RAY_AUTH_TOKEN" \
+    -v "$DATA_DIR:/srv/shiftsweep/data:ro" -v "$WEIGHTS_DIR:/srv/shiftsweep/weights:ro" \
+    -v "$RESULTS_DIR:/srv/shiftsweep/results" \
+    "$GPU_IMAGE" ray start --address=ray-head:6379 --block --disable-usage-stats --num-cpus=1 --num-gpus=0 >/dev/null
+  alive=0
+  for _ in $(seq 60); do
+    alive=$("${compose[@]}" exec -T ray-head python -c 'import ray; ray.init(address="auto", logging_level="ERROR")
+print(sum(1 for n in ray.nodes() if n["Alive"]))' 2>/dev/null | tail -n 1 | tr -d '\r')
+    [ "$alive" = 3 ] && break
+    sleep 2
+  done
+  [ "$alive" = 3 ] || { echo "the GPU image's node did not join: $alive nodes alive" >&2; docker logs "$project-gpu-image" >&2; exit 1; }
+  echo "       nodes alive: $alive (head, cpu-worker, the GPU image's node)"
+  echo "       head image: $(docker run --rm "$HEAD_IMAGE" python -c 'import sys, ray; print("Python", sys.version.split()[0], "Ray", ray.__version__)')"
+  echo "       GPU image:  $(docker run --rm "$GPU_IMAGE" python -c 'import sys, ray; print("Python", sys.version.split()[0], "Ray", ray.__version__)')"
+  took
+fi
 
 step "the volumes are ready: worker.assets_check in the API container (read-only mounts, uid 1000)"
 "${compose[@]}" exec -T api python -m worker.assets_check --data-root /srv/shiftsweep/data \
