@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser postgres demo demo-browse verify-backbones test test-fast lint bench clean
+.PHONY: install browser postgres smoke demo demo-browse verify-backbones test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Build the images and run a tiny sweep on the Compose stack, then remove it all (needs dockerd; minutes; not part
+# of `make test`). Options go in SMOKE_ARGS, e.g. SMOKE_ARGS=--local after docker/make-local-base.sh.
+smoke:
+	docker/smoke.sh $(SMOKE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/trial_overhead.py
