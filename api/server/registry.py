@@ -8,6 +8,7 @@ processes) implement it with one short transaction per call; `open_registry` pic
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sqlite3
 import string
@@ -353,15 +354,33 @@ def is_postgres_url(target: str | Path) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    """The URL without its password, for messages and logs; a URL too broken to parse loses all it has between
+    `://` and the last `@`."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # an unparsable port, a bad IPv6 literal
+        return re.sub(r"://[^/]*@", "://***@", url)
     user = f"{parts.username}:***@" if parts.username else "***@"
     return urlunsplit(parts._replace(netloc=user + host))
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """What is wrong with a postgresql:// URL before any connection is tried, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port: raises on one that is not a number)
+    except ValueError as e:
+        return f"cannot be parsed ({e})"
+    if not parts.hostname:
+        return "names no host"
+    if not parts.path.strip("/"):
+        return "names no database (postgresql://user:password@host:5432/database)"
+    return None
 
 
 def open_registry(target: str | Path) -> SweepRepository:

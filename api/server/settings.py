@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.server.registry import is_postgres_url, redact_url
+from api.server.registry import is_postgres_url, postgres_url_problem, redact_url
 
 # Tokens that appear in examples and templates; a service guarded by one of them is not guarded at all.
 PLACEHOLDER_TOKENS = frozenset({"changethis", "changeme", "secret", "token", "password", "test", "xxx"})
@@ -89,7 +89,11 @@ class Settings(BaseSettings):
         self.base_dir = self.base_dir.expanduser().resolve()
         if not self.registry:
             self.registry = str(self.storage / "registry.sqlite3")
-        elif not is_postgres_url(self.registry):
+        elif is_postgres_url(self.registry):
+            problem = postgres_url_problem(self.registry)
+            if problem:
+                raise ValueError(f"SHIFTSWEEP_REGISTRY {redact_url(self.registry)!r} {problem}")
+        else:
             if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", self.registry):
                 raise ValueError(
                     f"SHIFTSWEEP_REGISTRY {redact_url(self.registry)!r}: unsupported scheme; accepted: a SQLite "

@@ -156,6 +156,14 @@ def test_the_setting_picks_the_registry(tmp_path: Path):
     assert "hunter2" not in str(e.value)
     with pytest.raises(ValueError, match="not a file"):
         _ = get_settings(storage=tmp_path, registry=url).registry_file
+    for broken, why in (
+        ("postgresql://u:hunter2@db.example:54x2/reg", "cannot be parsed"),
+        ("postgresql://u:hunter2@/reg", "names no host"),
+        ("postgresql://u:hunter2@db.example:5432", "names no database"),
+    ):
+        with pytest.raises(ValueError, match=why) as e:
+            get_settings(storage=tmp_path, registry=broken)
+        assert "hunter2" not in str(e.value), broken
 
 
 # ---- what only a server registry has to survive --------------------------------------------------------------
