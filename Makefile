@@ -16,20 +16,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The report's browser test drives Debian's Chromium (no browser download). Installed when missing and apt-get
-# can run as root; otherwise that one test is skipped with the reason.
+# Install Debian package $(1) when the shell test $(2) fails and apt-get can run as root; otherwise say which tests
+# ($(3)) will be skipped. The tests themselves skip with the reason.
+apt_install = $(2) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null) || \
+	  echo "$(1) not installed: $(3) will be skipped"; }
+
+# The report's browser test drives Debian's Chromium (no browser download).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-	  echo "chromium not installed: the report's browser test will be skipped"; }
+	@$(call apt_install,chromium,command -v chromium,the report's browser test)
 
 # The registry's tests also run against a real PostgreSQL server that they start in a temp dir (Debian's
-# `postgresql` binaries). Installed when missing and apt-get can run as root; otherwise those tests are skipped.
+# `postgresql` binaries).
 postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
-	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
-	  echo "postgresql not installed: the PostgreSQL registry tests will be skipped"; }
+	@$(call apt_install,postgresql,{ ls /usr/lib/postgresql/*/bin/initdb || command -v initdb; },the PostgreSQL registry tests)
 
 demo: $(STAMP)
 	$(BIN)/python -m api.demo
