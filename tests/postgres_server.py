@@ -12,10 +12,11 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from orchestrator.local_cluster import free_port
 
 INSTALL_HINT = "PostgreSQL server not installed (Debian: apt-get install postgresql; `make test` installs it as root)"
 
@@ -31,12 +32,6 @@ def find_pg_bin() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     """One throwaway PostgreSQL cluster. As root (initdb refuses root) it runs as the `postgres` system user."""
 
@@ -44,7 +39,7 @@ class PostgresServer:
         self.bin_dir = bin_dir
         self.base = Path(tempfile.mkdtemp(prefix="pgtest-"))
         self.data = self.base / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "shiftsweep"
         self.password = secrets.token_urlsafe(16)
         self._run_as: list[str] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,18 +21,13 @@ from api.server.main import create_app
 from api.server.settings import Settings
 from orchestrator import Location, load_spec
 from orchestrator.extension import grid_growth, record_extension, record_start
+from orchestrator.local_cluster import free_port
 from tests.api.support import TOKEN, spec_body, write_driver, write_results
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def url(settings: Settings, backend: FakeJobBackend, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, backend=backend), port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -92,7 +86,7 @@ def test_server_errors_are_printed_as_written(url: str, capsys):
 
 
 def test_unreachable_service(capsys, monkeypatch: pytest.MonkeyPatch):
-    code, _, err = _run(capsys, "--url", f"http://127.0.0.1:{_free_port()}", "list")
+    code, _, err = _run(capsys, "--url", f"http://127.0.0.1:{free_port()}", "list")
     assert code == 1 and "cannot reach the service" in err
 
 
