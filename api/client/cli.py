@@ -57,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.server.main import create_app
-    from api.server.registry import RegistryUnavailableError, is_postgres_url
+    from api.server.registry import RegistryUnavailableError, is_postgres_url, open_registry
     from api.server.settings import get_settings
 
     overrides: dict[str, Any] = {}
@@ -80,8 +80,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "local disk of one host only (across hosts or on a network volume, use postgresql://)",
             file=sys.stderr,
         )
-    try:
-        app = create_app(settings)  # opens the registry now, so that an unreachable one is said plainly
+    try:  # the registry is opened here, so that an unreachable one is said plainly, once
+        if args.workers == 1:
+            app = create_app(settings)
+        else:
+            open_registry(settings.registry or "")  # each worker process builds its own app
     except RegistryUnavailableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
