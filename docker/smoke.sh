@@ -56,8 +56,9 @@ logs=$(mktemp -d /tmp/shiftsweep-smoke-logs.XXXXXX)
 build() {
   local log=$logs/build-$1.log
   docker build -f docker/Dockerfile --target "$@" >"$log" 2>&1 || { tail -n 40 "$log" >&2; exit 1; }
-  if grep -q -E '^torch [0-9]' "$log"; then grep -E '^torch [0-9]' "$log" | sed 's/^/       /'
-  else echo "       dependency layers from the build cache"; fi
+  local torch_line
+  torch_line=$(grep -E '^torch [0-9]' "$log" || true)  # printed only when the dependency layer ran
+  echo "       ${torch_line:-dependency layers from the build cache}"
 }
 
 tag=smoke-$(date +%s)
@@ -69,15 +70,17 @@ build_args=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" --build-arg "TORCH_CU
 work=$(mktemp -d /tmp/shiftsweep-smoke.XXXXXX)
 chmod 755 "$work"
 project=shiftsweep-smoke-$$
-api_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-dash_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+secret() { python3 -c "import secrets; print(secrets.token_hex($1))"; }
+api_port=$(free_port)
+dash_port=$(free_port)
 export SHIFTSWEEP_HEAD_IMAGE=$HEAD_IMAGE SHIFTSWEEP_GPU_IMAGE=$GPU_IMAGE
 export DATA_DIR=$work/data WEIGHTS_DIR=$work/weights RESULTS_DIR=$work/results
 export API_PORT=$api_port DASHBOARD_PORT=$dash_port SHM_SIZE=1gb CPU_WORKER_CPUS=2
 export RAY_AUTH_TOKEN SHIFTSWEEP_API_TOKEN POSTGRES_PASSWORD
-RAY_AUTH_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-SHIFTSWEEP_API_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+RAY_AUTH_TOKEN=$(secret 32)
+SHIFTSWEEP_API_TOKEN=$(secret 32)
+POSTGRES_PASSWORD=$(secret 16)
 [ -n "$POSTGRES_IMAGE" ] && export POSTGRES_IMAGE
 compose=("${COMPOSE[@]}" -p "$project" -f docker/compose.yaml)
 if [ "$WORKER" = cpu ]; then compose+=(--profile cpu); scale=(--scale gpu-worker=0); else scale=(); fi

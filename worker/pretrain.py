@@ -345,13 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: not tiny catalog models: {unknown}; valid: {tiny}", file=sys.stderr)
         return 2
+    named = keys if args.models is not None else None  # the shipped ones are every shipped model unless named
     if args.verify_shipped:
-        return _verify_shipped(keys if args.models is not None else None)
+        return _verify_shipped(named)
     if args.out is None:
         print("error: --out is required (the weights root to write to)", file=sys.stderr)
         return 2
     if args.shipped:
-        return _install_shipped(keys if args.models is not None else None, Path(args.out))
+        return _install_shipped(named, Path(args.out))
     for key in keys:
         try:
             res = pretrain_backbone(
