@@ -67,6 +67,9 @@ class DatasetEntry:
     # split -> the two disjoint halves it is divided into (every other image), for a benchmark whose layout has
     # one ID evaluation split where selection and reporting each need their own
     split_halves: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # training flips images left-right, as the paper's pipelines do; off for glyphs, whose mirror images are
+    # other shapes (a mirrored 2 is no digit), so the flip would teach shapes the test never shows
+    horizontal_flip: bool = True
 
     def root(self, data_root: str | Path) -> Path:
         return Path(data_root) / self.root_subdir
@@ -233,6 +236,7 @@ def _datasets() -> dict[str, DatasetEntry]:
         "metrics": _metrics,
         "domains": _mapping,
         "split_halves": _split_halves,
+        "horizontal_flip": _flag,
     }
     return _entries(raw, DatasetEntry, "dataset", convert)
 

@@ -178,3 +178,11 @@ def test_strict_yaml_keeps_lines_and_refuses_duplicates() -> None:
         load_text("b:\n  c: 1\n  c: 2\n", "x.yaml")
     with pytest.raises(YamlError, match="x.yaml: not valid YAML"):
         load_text("a: [1\n", "x.yaml")
+
+
+def test_a_horizontal_flip_that_is_not_a_boolean_names_its_line(configs) -> None:
+    configs("datasets.yaml", "horizontal_flip: false", "horizontal_flip: no-flip")
+    line = _line("datasets.yaml", "horizontal_flip: false")
+    expected = rf"datasets.yaml:{line}: dataset 'synth_style': horizontal_flip: expected true or false"
+    with pytest.raises(catalog.CatalogError, match=expected):
+        catalog.list_datasets()

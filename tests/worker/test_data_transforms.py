@@ -54,6 +54,21 @@ def test_pipelines_follow_the_protocol() -> None:
     assert [type(s) for s in _steps("fmow", True)] == [T.Resize, T.RandomHorizontalFlip]
 
 
+def test_horizontal_flip_off_drops_only_the_training_flip() -> None:
+    """Glyph benchmarks (catalog `horizontal_flip: false`): a mirrored digit is another shape, not the same one."""
+    steps = build_transforms("domainnet", 224, MEAN, STD, train=True, horizontal_flip=False).transforms[:-2]
+    assert [type(s) for s in steps] == [T.Resize, T.RandomCrop]
+    test_steps = build_transforms("domainnet", 224, MEAN, STD, train=False, horizontal_flip=False).transforms[:-2]
+    assert [type(s) for s in test_steps] == [type(s) for s in _steps("domainnet", False)]
+
+
+def test_the_synthetic_digits_train_unflipped_and_the_real_datasets_flipped() -> None:
+    from worker import catalog
+
+    assert catalog.get_dataset("synth_style").horizontal_flip is False
+    assert all(catalog.get_dataset(d).horizontal_flip for d in ("domainnet", "living17", "fmow", "camelyon"))
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_waterbirds_keeps_the_whole_image(train: bool) -> None:
     """The background at the image's edges decides worst-group accuracy: a 224 resize then a 224 crop cuts none."""

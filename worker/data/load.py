@@ -117,7 +117,9 @@ def load_dataset(
     _check_limit("max_train_images", max_train_images)
     _check_limit("max_eval_images", max_eval_images)
     entry = catalog.get_dataset(key)
-    train_tf = build_transforms(entry.transforms, input_size, mean, std, train=True)
+    train_tf = build_transforms(
+        entry.transforms, input_size, mean, std, train=True, horizontal_flip=entry.horizontal_flip
+    )
     test_tf = build_transforms(entry.transforms, input_size, mean, std, train=False)
     problem = check_layout(key, data_root)
     if problem:

@@ -21,10 +21,10 @@ def resize_before_crop(input_size: int) -> int:
     return round(input_size * 256 / 224)
 
 
-def _geometry(kind: str, s: int, train: bool) -> list[Callable]:
+def _geometry(kind: str, s: int, train: bool, flip: bool) -> list[Callable]:
     big = resize_before_crop(s)
     bicubic, bilinear = InterpolationMode.BICUBIC, InterpolationMode.BILINEAR
-    flip = [T.RandomHorizontalFlip()] if train else []
+    flip = [T.RandomHorizontalFlip()] if train and flip else []
     if kind == "living17":
         if train:
             return [T.RandomResizedCrop(s), *flip]
@@ -43,14 +43,21 @@ def _geometry(kind: str, s: int, train: bool) -> list[Callable]:
 
 
 def build_transforms(
-    kind: str, input_size: int, mean: Sequence[float], std: Sequence[float], *, train: bool
+    kind: str,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    train: bool,
+    horizontal_flip: bool = True,
 ) -> Callable:
-    """PIL image -> normalised float tensor (3, input_size, input_size) for dataset `kind` (catalog `transforms`)."""
+    """PIL image -> normalised float tensor (3, input_size, input_size) for dataset `kind` (catalog `transforms`);
+    `horizontal_flip=False` (catalog `horizontal_flip`) drops the training flip of the kinds that have one."""
     if int(input_size) != input_size or input_size < 1:
         raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std must have 3 values (RGB), got mean={mean!r} std={std!r}")
     if any(v <= 0 for v in std):
         raise ValueError(f"std values must be > 0, got {std!r}")
-    steps = _geometry(kind, int(input_size), train)
+    steps = _geometry(kind, int(input_size), train, horizontal_flip)
     return T.Compose([*steps, T.ToTensor(), T.Normalize(tuple(mean), tuple(std))])
