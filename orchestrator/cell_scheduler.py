@@ -22,7 +22,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator import sinks
-from orchestrator.halving import CONTINUE, PAUSE, STOP, CellState, Member, decide, rung_epochs
+from orchestrator.halving import CONTINUE, PAUSE, STOP, CellState, KeepRule, Member, decide, rung_epochs
 from worker.config import TrialConfig
 from worker.records import SELECTION_METRIC, TrialStatus
 from worker.selection import reports_last_epoch
@@ -60,12 +60,15 @@ def sweep_trial_id(trial: Any) -> str:
 
 
 class CellScheduler(FIFOScheduler):
-    """Synchronous successive halving per cell, on the selection metric (`SELECTION_METRIC`, higher is better).
+    """Synchronous early stopping per cell, on the selection metric (`SELECTION_METRIC`, higher is better).
 
     Args:
-        reduction_factor: at each rung only the top 1/reduction_factor of the cell's trials go on (at least one).
+        reduction_factor: at each rung only the top 1/reduction_factor of the cell's trials go on (at least one),
+            unless `neighbours` is given; it also places the default rungs.
         grace_period: epochs every trial runs before its first rung.
         rungs: fractions of a trial's epochs to compare at; None: epochs / reduction_factor**k (k = 1, 2, ...).
+        neighbours, margin: the neighbours rule instead of halving (`orchestrator.halving.KeepRule`): at each rung
+            the leading LR, the LRs up to `neighbours` grid steps from it and those within `margin` of its score.
         sink_key: the key of the sweep's results sink in `orchestrator.sinks`, to rebuild the cells from.
     """
 
@@ -75,16 +78,18 @@ class CellScheduler(FIFOScheduler):
         reduction_factor: float = 3.0,
         grace_period: int = 1,
         rungs: Sequence[float] | None = None,
+        neighbours: int | None = None,
+        margin: float = 0.0,
         sink_key: str | None = None,
     ):
         if grace_period < 1:
             raise ValueError(f"grace_period must be >= 1 epoch, got {grace_period}")
-        if not reduction_factor > 1:
-            raise ValueError(f"reduction_factor must be > 1, got {reduction_factor}")
+        rule = KeepRule(reduction_factor=reduction_factor, neighbours=neighbours, margin=margin)  # checks them
         if rungs is not None and not all(0 < f < 1 for f in rungs):
             raise ValueError(f"rungs are fractions of a trial's epochs, each in (0, 1); got {list(rungs)}")
         super().__init__()
         self._reduction_factor = reduction_factor
+        self._rule = rule
         self._grace_period = grace_period
         self._rung_fractions = list(rungs) if rungs else None
         self._sink_key = sink_key
@@ -181,7 +186,7 @@ class CellScheduler(FIFOScheduler):
             member.live = False  # its last report (completed, or diverged): it ends by itself
             self._settle(tune_controller, cell)
             return TrialScheduler.CONTINUE
-        state = decide(self._cells[cell], self._rungs[cell], self._reduction_factor)
+        state = decide(self._cells[cell], self._rungs[cell], self._rule)
         action = state.action(member, self._last_epoch[cell])
         if action == STOP:
             self.stopped.add(tid)
@@ -193,7 +198,7 @@ class CellScheduler(FIFOScheduler):
     ) -> None:
         """Apply the cell's decisions (`state`, or decided here) to its paused trials: losers stop, winners are
         let go on."""
-        state = state or decide(self._cells[cell], self._rungs[cell], self._reduction_factor)
+        state = state or decide(self._cells[cell], self._rungs[cell], self._rule)
         for tid, member in self._cells[cell].items():
             trial = self._tune.get(tid)
             if tid == acting or trial is None or not member.live:

@@ -170,7 +170,12 @@ def _scheduler(spec: SweepSpec, sweep_id: str) -> CellScheduler | None:
     if not es.enabled:
         return None
     return CellScheduler(
-        grace_period=es.grace_period, reduction_factor=es.reduction_factor, rungs=es.rungs, sink_key=sweep_id
+        grace_period=es.grace_period,
+        reduction_factor=es.reduction_factor,
+        rungs=es.rungs,
+        neighbours=es.neighbours if es.rule == "neighbours" else None,
+        margin=es.margin,
+        sink_key=sweep_id,
     )
 
 

@@ -1,13 +1,17 @@
-"""Synchronous successive halving within a cell, as pure functions of the cell's recorded scores.
+"""Synchronous early stopping within a cell, as pure functions of the cell's recorded scores.
 
 A cell is one (model, dataset, method), a cell of the comparison tables: its trials differ in LR and seed. At
 each rung (an epoch), once every trial of the cell that is still running has reached it, the cell's LRs are
-ranked by their seeds' mean best ID validation score up to that epoch (the selection rule's own measure) and
-the top 1/reduction_factor of the LRs go on, every seed of them; the other LRs stop. So an LR's seeds always
-share one fate, as the selection rule needs (it never lets an LR with an early-stopped seed win over one that
-ran to the end). A trial that reaches a rung first waits (paused) for the rest, so like is always compared
-with like (Jamieson & Talwalkar, "Non-stochastic Best Arm Identification and Hyperparameter Optimization",
-AISTATS 2016; the per-cell synchronous form of Hyperband's first bracket).
+ranked by their seeds' mean best ID validation score up to that epoch (the selection rule's own measure), and a
+`KeepRule` says which go on, every seed of them; the other LRs stop. So an LR's seeds always share one fate, as
+the selection rule needs (it never lets an LR with an early-stopped seed win over one that ran to the end). A
+trial that reaches a rung first waits (paused) for the rest, so like is always compared with like.
+
+Two rules: successive halving keeps the top 1/reduction_factor of the LRs (Jamieson & Talwalkar,
+"Non-stochastic Best Arm Identification and Hyperparameter Optimization", AISTATS 2016; the per-cell synchronous
+form of Hyperband's first bracket); the neighbours rule keeps the leading LR, its neighbours on the grid and any
+LR close to its score, since the final choice is rarely more than a grid step from an early leader while the
+order among the leader's neighbours is still noise that early (bench/early_stopping.py measures both).
 
 Everything here is a function of the scores, never of the order they arrived in: a sweep resumed from its
 epochs.parquet makes exactly the decisions an uninterrupted one made.
@@ -20,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
+_TOLERANCE = 1e-9  # "within the margin" includes a score that misses it by floating-point rounding only
 
 
 def rung_epochs(
@@ -99,15 +104,49 @@ class CellState:
         return PAUSE if waiting and self.waiting_at <= member.reached < last_epoch else CONTINUE
 
 
+@dataclass(frozen=True)
+class KeepRule:
+    """Which of a rung's LRs go on.
+
+    Successive halving (`neighbours` None): the top 1/`reduction_factor`, at least one. The neighbours rule: the
+    leader, the LRs up to `neighbours` steps from it on the cell's grid (its LRs in order), and every LR whose
+    score is within `margin` of the leader's (the selection metric's units: 0.02 is 2 points of accuracy).
+    LRs without a score at the rung (diverged, failed) never go on.
+    """
+
+    reduction_factor: float = 3.0
+    neighbours: int | None = None
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.reduction_factor > 1:
+            raise ValueError(f"reduction_factor must be > 1, got {self.reduction_factor}")
+        if self.neighbours is not None and (isinstance(self.neighbours, bool) or self.neighbours < 0):
+            raise ValueError(f"neighbours must be a whole number of grid steps >= 0, got {self.neighbours!r}")
+        if not 0.0 <= self.margin <= 1.0:
+            raise ValueError(f"margin must be in [0, 1] (the selection metric's units), got {self.margin}")
+
+    def promote(
+        self, ranked: Sequence[float], scores: Mapping[float, float], grid: Sequence[float]
+    ) -> frozenset[float]:
+        """The LRs of `ranked` (scored, best first) that go on; `grid` is every LR of the cell, in order."""
+        if self.neighbours is None:
+            return frozenset(ranked[: max(1, math.ceil(len(ranked) / self.reduction_factor))])
+        lead = grid.index(ranked[0])
+        floor = scores[ranked[0]] - self.margin - _TOLERANCE
+        return frozenset(g for g in ranked if abs(grid.index(g) - lead) <= self.neighbours or scores[g] >= floor)
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def decide(members: Mapping[str, Member], rungs: Sequence[int], reduction_factor: float) -> CellState:
+def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule) -> CellState:
     """The cell's rung decisions as far as its scores allow; ties go to the smaller LR."""
     groups: dict[float, list[Member]] = {}
     for m in members.values():
         groups.setdefault(m.group, []).append(m)
+    grid = sorted(groups)
     participants = frozenset(groups)
     decisions: list[RungDecision] = []
     for rung in rungs:
@@ -117,8 +156,7 @@ def decide(members: Mapping[str, Member], rungs: Sequence[int], reduction_factor
         ranked = tuple(sorted((g for g, s in scores.items() if s is not None), key=lambda g: (-scores[g], g)))
         if not ranked:
             break  # nothing reached this rung with a score (all diverged or failed): nothing to compare
-        keep = max(1, math.ceil(len(ranked) / reduction_factor))
-        promoted = frozenset(ranked[:keep])
+        promoted = rule.promote(ranked, {g: s for g, s in scores.items() if s is not None}, grid)
         decisions.append(RungDecision(rung, participants, ranked, promoted))
         participants = promoted
     return CellState(tuple(decisions), None, frozenset())

@@ -59,21 +59,38 @@ def field_path(loc: Sequence[str | int]) -> str:
 
 
 class EarlyStopping(BaseModel):
-    """Synchronous successive halving per cell: the LRs of one (model, dataset, method, seed) are compared at
-    each rung once all have reached it, and only the best 1/reduction_factor go on; other cells never compete."""
+    """Synchronous early stopping per cell: the LRs of one (model, dataset, method) are compared at each rung once
+    all have reached it, and only some go on (`orchestrator.halving`); other cells never compete."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
+    rule: Literal["halving", "neighbours"] = Field(
+        "halving",
+        description="halving: the top 1/reduction_factor of the LRs go on at each rung; neighbours: the leading "
+        "LR, the LRs up to `neighbours` grid steps from it and those within `margin` of its score",
+    )
     grace_period: int = Field(1, ge=1, le=MAX_EPOCHS, description="epochs every trial runs before its first rung")
     reduction_factor: float = Field(
-        3.0, gt=1.0, le=100.0, allow_inf_nan=False, description="keep the top 1/reduction_factor at each rung"
+        3.0,
+        gt=1.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="halving: keep the top 1/reduction_factor at each rung; both rules: places the default rungs",
     )
     rungs: list[Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]] | None = Field(
         None,
         max_length=20,
         description="fractions of a trial's epochs to compare at, e.g. [0.25, 0.5]; default: epochs / "
         "reduction_factor**k (k = 1, 2, ...), so one spec suits a 3-epoch and a 50-epoch dataset",
+    )
+    neighbours: int = Field(1, ge=0, le=20, description="neighbours rule: grid steps either side of the leader kept")
+    margin: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="neighbours rule: LRs within this of the leader's score are kept too (0.02: 2 points)",
     )
 
 

@@ -16,7 +16,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from orchestrator import sinks
 from orchestrator.cell_scheduler import CellScheduler, cell_of, epochs_of, sweep_trial_id
-from orchestrator.halving import Member, decide, rung_epochs
+from orchestrator.halving import KeepRule, Member, decide, rung_epochs
 from orchestrator.results import ResultsStore
 from tests.orchestrator.test_results import report
 from worker.config import TrialConfig
@@ -260,8 +260,8 @@ def test_decisions_depend_on_scores_not_on_arrival_order() -> None:
             out[f"t{lr}"] = m
         return out
 
-    one = decide(members([1e-3, 3e-3, 1e-2, 3e-2]), [1], 2.0)
-    two = decide(members([3e-2, 1e-2, 3e-3, 1e-3]), [1], 2.0)
+    one = decide(members([1e-3, 3e-3, 1e-2, 3e-2]), [1], KeepRule(reduction_factor=2.0))
+    two = decide(members([3e-2, 1e-2, 3e-3, 1e-3]), [1], KeepRule(reduction_factor=2.0))
     assert one.decisions == two.decisions and one.decisions[0].promoted == {3e-3, 3e-2}
 
 
@@ -293,6 +293,8 @@ def test_cells_and_epochs_come_from_the_trial_config() -> None:
         ({"grace_period": 0}, "grace_period"),
         ({"reduction_factor": 1.0}, "reduction_factor"),
         ({"rungs": [0.5, 1.0]}, "fractions"),
+        ({"neighbours": -1}, "neighbours"),
+        ({"neighbours": 1, "margin": 1.5}, "margin"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
@@ -321,3 +323,65 @@ def test_a_trial_the_results_list_but_tune_never_creates_does_not_hold_the_rung_
         assert a.status == Trial.TERMINATED
     finally:
         sinks.unregister("absent")
+
+
+GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+
+
+def _cell(scores: dict[float, list[float]]) -> dict[str, Member]:
+    """A cell whose LRs' seeds reported these epoch-1 scores."""
+    out = {}
+    for lr, seeds in scores.items():
+        for seed, v in enumerate(seeds):
+            m = Member(group=lr, live=True)
+            m.record(1, v)
+            out[f"{lr:g}-s{seed}"] = m
+    return out
+
+
+def test_the_neighbours_rule_keeps_the_leader_and_its_grid_neighbours() -> None:
+    # the leader 1e-3 sits mid-grid: it and one step either side go on, whatever their scores; the rest stop
+    scores = {1e-4: [0.50], 3e-4: [0.60], 1e-3: [0.90], 3e-3: [0.40], 1e-2: [0.88], 3e-2: [0.20]}
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1)).decisions
+    assert d.promoted == {3e-4, 1e-3, 3e-3} and d.stopped == {1e-4, 1e-2, 3e-2}
+    # at an edge of the grid it keeps the one neighbour there is
+    scores[1e-4] = [0.95]
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1)).decisions
+    assert d.promoted == {1e-4, 3e-4}
+
+
+def test_the_margin_keeps_a_far_lr_whose_score_is_close_to_the_leaders() -> None:
+    scores = {1e-4: [0.50], 3e-4: [0.60], 1e-3: [0.90], 3e-3: [0.40], 1e-2: [0.88], 3e-2: [0.20]}
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1, margin=0.02)).decisions
+    assert d.promoted == {3e-4, 1e-3, 3e-3, 1e-2}  # 0.88 is within 0.02 of 0.90 (rounding included)
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=0, margin=0.05)).decisions
+    assert d.promoted == {1e-3, 1e-2}  # the margin alone
+
+
+def test_the_neighbours_rule_ranks_seed_means_breaks_ties_to_the_smaller_lr_and_never_keeps_a_diverged_lr() -> None:
+    # 3e-3 has the best seed (0.99) but not the best mean; 1e-3 and 1e-2 tie on their mean: the smaller LR leads
+    scores = {1e-4: [0.1, 0.1], 3e-4: [0.1, 0.1], 1e-3: [0.8, 0.8], 3e-3: [0.99, 0.41], 1e-2: [0.8, 0.8]}
+    cell = _cell(scores)
+    diverged = Member(group=3e-2, live=True)
+    diverged.record(1, None)
+    cell["diverged"] = diverged
+    [d] = decide(cell, [1], KeepRule(neighbours=1)).decisions
+    assert d.ranked[0] == 1e-3  # and 1e-2, its equal, goes on too: a tie is within any margin, 0 included
+    assert d.promoted == {3e-4, 1e-3, 3e-3, 1e-2} and d.stopped == {1e-4, 3e-2}
+
+
+def test_a_cell_under_the_neighbours_rule_stops_its_far_lrs_at_the_rung_and_lets_the_rest_run_on() -> None:
+    sched = CellScheduler(neighbours=1, rungs=[0.25])  # 4 epochs: one rung, at epoch 1
+    lrs = [1e-3, 3e-3, 1e-2, 3e-2]
+    ts = {lr: trial("tiny_vit", lr) for lr in lrs}
+    tune = FakeTune(sched, list(ts.values()))
+    scores = {1e-3: 0.9, 3e-3: 0.2, 1e-2: 0.7, 3e-2: 0.85}  # 3e-2 scores well but is three steps from the leader
+    decisions = {lr: tune.result(ts[lr], 1, scores[lr]) for lr in lrs}
+    assert [decisions[lr] for lr in lrs[:3]] == [PAUSE] * 3 and decisions[3e-2] == STOP
+    assert {lr for lr, t in ts.items() if t.status == Trial.TERMINATED} == {1e-2, 3e-2}
+    assert sched.stopped == {sweep_trial_id(ts[1e-2]), sweep_trial_id(ts[3e-2])}
+    let_go = []
+    while (t := tune.next_to_run()) is not None:
+        let_go.append(t.trial_id)
+        t.status = Trial.RUNNING
+    assert sorted(let_go) == sorted(ts[lr].trial_id for lr in (1e-3, 3e-3))  # the leader and its one neighbour

@@ -134,3 +134,29 @@ def test_early_stopping_needs_room_for_a_whole_cell_at_its_rung() -> None:
         assert validate_spec(spec.model_copy(update={"max_concurrent_trials": fine}), check_data=False) == []
     with pytest.raises(SweepSpecError, match=r"early_stopping.rungs\[1\]"):
         load_spec({**_spec(), "early_stopping": {"enabled": True, "rungs": [0.5, 1.0]}})
+
+
+def test_the_early_stopping_rule_is_one_of_two_and_its_settings_are_bounded() -> None:
+    es = load_spec({**_spec(), "early_stopping": {"enabled": True, "rule": "neighbours", "margin": 0.02}})
+    assert (es.early_stopping.rule, es.early_stopping.neighbours, es.early_stopping.margin) == ("neighbours", 1, 0.02)
+    assert load_spec(_spec()).early_stopping.rule == "halving"
+    for bad, where, words in (
+        ({"rule": "asha"}, "early_stopping.rule", "'halving' or 'neighbours'"),
+        ({"neighbours": -1}, "early_stopping.neighbours", "greater than or equal to 0"),
+        ({"margin": 2.0}, "early_stopping.margin", "less than or equal to 1"),
+    ):
+        with pytest.raises(SweepSpecError) as e:
+            load_spec({**_spec(), "early_stopping": {"enabled": True, **bad}})
+        assert where in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_the_driver_hands_the_specs_rule_to_the_scheduler() -> None:
+    from orchestrator.driver import _scheduler
+
+    spec = load_spec({**_spec(), "early_stopping": {"enabled": True, "rule": "neighbours", "margin": 0.02}})
+    rule = _scheduler(spec, "s")._rule
+    assert (rule.neighbours, rule.margin) == (1, 0.02)
+    halving = load_spec({**_spec(), "early_stopping": {"enabled": True, "reduction_factor": 2, "margin": 0.02}})
+    rule = _scheduler(halving, "s")._rule
+    assert (rule.neighbours, rule.reduction_factor) == (None, 2.0)  # margin belongs to the neighbours rule only
+    assert _scheduler(load_spec(_spec()), "s") is None

@@ -280,3 +280,26 @@ def test_early_stopping_pauses_and_unpauses_through_tune(ray_address: str, tmp_p
     # rungs at epochs 1 and 2 (4 / 2**k): 4 -> 2 (1e-2, 3e-3) -> 1 (1e-2)
     assert rows == {1e-1: ("stopped", 1), 1e-2: ("completed", 4), 1e-3: ("stopped", 1), 3e-3: ("stopped", 2)}
     assert not list((tmp_path / "h" / "tune").glob("*/checkpoint_*"))
+
+
+def test_the_neighbours_rule_stops_the_lrs_far_from_the_leader_through_tune(ray_address: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    extra = {
+        "methods": ["sgd"],
+        "lrs": {"sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]},
+        "epochs": 4,
+        "early_stopping": {"enabled": True, "rule": "neighbours", "neighbours": 1, "rungs": [0.25]},
+    }
+    spec = load_spec(_spec(gate, **extra))
+    out = run_sweep(spec, "n", tmp_path, address=ray_address, verbose=0, trial_fn=FAKE_TRIAL)
+    assert out.state == "finished", read_driver_state(tmp_path / "n")
+    rows = {r["lr"]: (r["status"], r["epochs_done"]) for r in read_trials(tmp_path / "n").to_pylist()}
+    # one rung, at epoch 1: the fake trial peaks at 1e-2, so it and one grid step either side run on
+    assert rows == {
+        1e-3: ("stopped", 1),
+        3e-3: ("completed", 4),
+        1e-2: ("completed", 4),
+        3e-2: ("completed", 4),
+        1e-1: ("stopped", 1),
+    }
