@@ -8,13 +8,13 @@ shipped backbones (copied to .cache/bench-weights). The demo's own grid is the s
 LRs.
 
 Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune scheduler
-applies as results arrive) under each of --settings (a reduction factor, then optionally `:` and the rungs as
-fractions of the epochs; default: the scheduler's default rungs at factors 3 and 2, one rung at half the epochs at
-factors 3 and 2, and the two alternatives of `Setting`: the margin rule and the neighbour rule): a trial counts
-the epochs up to the rung its LR was stopped at. The decisions depend on the scores alone, never on the order
-results arrive in, so the replay stops exactly the trials a live early-stopped sweep stops. What a live run adds
-is the cost of pausing and restoring trials at a rung; --live measures it on the demo grid (the demo grid with
-early stopping on and off, one after the other).
+applies as results arrive) under each of --settings (`Setting`: halving's reduction factor or the neighbours
+rule, then optionally `:` and the rungs as fractions of the epochs; default: halving at its default rungs at
+factors 3 and 2 and at half the epochs, the margin alone, and the neighbours rule at a few rungs): a trial counts
+the epochs up to the rung its LR was stopped at (--live uses the first setting). The decisions depend on the
+scores alone, never on the order results arrive in, so the replay stops exactly the trials a live early-stopped
+sweep stops. What a live run adds is the cost of pausing and restoring trials at a rung; --live measures it on
+the demo grid (the demo grid with early stopping on and off, one after the other).
 
 Printed on the last lines, per grid and setting: epochs and trial-seconds of the early-stopped grid against the
 full one; in how many (model, dataset, method) cells the selection rule chooses the full grid's LR; the largest
@@ -41,7 +41,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
 from orchestrator.driver import SweepOutcome, run_sweep  # noqa: E402
-from orchestrator.halving import Member, decide, rung_epochs  # noqa: E402
+from orchestrator.halving import KeepRule, Member, decide, rung_epochs  # noqa: E402
 from orchestrator.results import read_epochs, read_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
 from worker.records import TrialStatus  # noqa: E402
@@ -68,76 +68,40 @@ class Figures:
 
 @dataclass(frozen=True)
 class Setting:
-    """`3`, `2:0.25,0.5`: successive halving's reduction factor and rungs. Two alternatives measured against it:
-    `m0.1:0.25` stops at each rung the LRs whose seed mean is more than the margin below the cell's best;
-    `n1:0.25` keeps at each rung the leading LR and its neighbours up to 1 grid step away, and stops the rest
-    (an LR's response is one-peaked on a log grid, so the final choice is rarely far from an early leader)."""
+    """`3`, `2:0.25,0.5`: successive halving's reduction factor, then its rungs as fractions of the epochs.
+    `n1:0.125`, `n1m0.02:0.125`: the neighbours rule keeping, at each rung, the leading LR, its neighbours up to
+    1 grid step away and (with `m`) every LR within that margin of its score; `m0.1:0.375`: the margin alone
+    (neighbours 0). Both rules are the scheduler's own (`orchestrator.halving.KeepRule`)."""
 
     reduction_factor: float
     rungs: list[float] | None
-    margin: float | None = None
     neighbours: int | None = None
+    margin: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Setting:
         head, _, rungs = text.partition(":")
         fractions = [float(x) for x in rungs.split(",")] if rungs else None
-        if head.startswith("m"):
-            return cls(3.0, fractions, margin=float(head[1:]))
         if head.startswith("n"):
-            return cls(3.0, fractions, neighbours=int(head[1:]))
+            steps, _, margin = head[1:].partition("m")
+            return cls(3.0, fractions, neighbours=int(steps), margin=float(margin or 0.0))
+        if head.startswith("m"):
+            return cls(3.0, fractions, neighbours=0, margin=float(head[1:]))
         return cls(float(head), fractions)
 
     def describe(self, epochs: int) -> str:
         at = rung_epochs(epochs, reduction_factor=self.reduction_factor, fractions=self.rungs)
-        if self.margin is not None:
-            return f"margin rule {self.margin:g} below the best, rungs at epochs {at}"
+        if self.neighbours is None:
+            return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
+        margin = f" or within {self.margin:g} of its score" if self.margin else ""
+        return f"leader and LRs within {self.neighbours} grid step(s){margin}, rungs at epochs {at}"
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The spec's `early_stopping` fields that select this setting."""
+        fields: dict[str, Any] = {"reduction_factor": self.reduction_factor, "rungs": self.rungs}
         if self.neighbours is not None:
-            return f"leader and neighbours within {self.neighbours} grid step(s), rungs at epochs {at}"
-        return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
-
-
-def _rung_means(members: dict[str, Member], alive: set[float], rung: int) -> dict[float, float]:
-    """Each live LR's seed mean at `rung`, over the trials that reported there."""
-    means = {}
-    for lr in alive:
-        scores = [s for m in members.values() if m.group == lr and (s := m.score_at(rung)) is not None]
-        if scores:
-            means[lr] = sum(scores) / len(scores)
-    return means
-
-
-def _margin_stops(members: dict[str, Member], rungs: list[int], margin: float) -> dict[float, int]:
-    """LR -> the rung it stops at under the margin rule (the LRs still in it compared at each rung)."""
-    alive = {m.group for m in members.values()}
-    stops: dict[float, int] = {}
-    for rung in rungs:
-        means = _rung_means(members, alive, rung)
-        if not means:
-            break
-        best = max(means.values())
-        for lr, v in means.items():
-            if v < best - margin:
-                stops[lr] = rung
-        alive -= set(stops)
-    return stops
-
-
-def _neighbour_stops(members: dict[str, Member], rungs: list[int], steps: int) -> dict[float, int]:
-    """LR -> the rung it stops at when each rung keeps only the leader and the LRs within `steps` grid steps."""
-    grid = sorted({m.group for m in members.values()})
-    alive = set(grid)
-    stops: dict[float, int] = {}
-    for rung in rungs:
-        means = _rung_means(members, alive, rung)
-        if not means:
-            break
-        lead = grid.index(max(means, key=lambda lr: means[lr]))
-        for lr in alive:
-            if abs(grid.index(lr) - lead) > steps:
-                stops[lr] = rung
-        alive -= set(stops)
-    return stops
+            fields |= {"rule": "neighbours", "neighbours": self.neighbours, "margin": self.margin}
+        return fields
 
 
 def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting: Setting | None) -> SweepSpec:
@@ -152,8 +116,7 @@ def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting:
         },
     )
     es = spec.early_stopping.model_copy(
-        update={"enabled": setting is not None, "grace_period": 1}
-        | ({"reduction_factor": setting.reduction_factor, "rungs": setting.rungs} if setting else {})
+        update={"enabled": setting is not None, "grace_period": 1} | (setting.spec_fields() if setting else {})
     )
     return spec.model_copy(update={"early_stopping": es})
 
@@ -170,9 +133,8 @@ def prepare(args: argparse.Namespace, spec: SweepSpec) -> None:
             print(f"{m}: shipped backbone, source validation accuracy {res.val_acc:.3f}", flush=True)
 
 
-def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table, setting: Setting | None = None) -> dict[str, int]:
-    """The last epoch each trial runs under early stopping, from the scheduler's own decisions (or the margin or
-    neighbour rule's)."""
+def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int]:
+    """The last epoch each trial runs under the spec's early stopping, from the scheduler's own decisions."""
     rows = epochs.to_pylist()
     by_trial: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -186,18 +148,18 @@ def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table, setting: Se
         cells.setdefault((t["model"], t["dataset"], t["method"]), {})[t["trial_id"]] = m
         last[t["trial_id"]] = m.reached
     es = spec.early_stopping
+    rule = KeepRule(
+        reduction_factor=es.reduction_factor,
+        neighbours=es.neighbours if es.rule == "neighbours" else None,
+        margin=es.margin,
+    )
     for members in cells.values():
         planned = max(m.reached for m in members.values())
         rungs = rung_epochs(
             planned, reduction_factor=es.reduction_factor, grace_period=es.grace_period, fractions=es.rungs
         )
-        if setting is not None and setting.margin is not None:
-            by_lr = _margin_stops(members, rungs, setting.margin)
-        elif setting is not None and setting.neighbours is not None:
-            by_lr = _neighbour_stops(members, rungs, setting.neighbours)
-        else:
-            state = decide(members, rungs, es.reduction_factor)
-            by_lr = {lr: d.epoch for d in reversed(state.decisions) for lr in d.stopped}
+        state = decide(members, rungs, rule)
+        by_lr = {lr: d.epoch for d in reversed(state.decisions) for lr in d.stopped}
         for tid, m in members.items():
             if m.group in by_lr:
                 last[tid] = min(last[tid], by_lr[m.group])
@@ -240,8 +202,8 @@ def compare(label: str, full: Figures, stopped: Figures) -> str:
         key=lambda k: abs((stopped.table[k] or 0.0) - (full.table[k] or 0.0)),
     )
     return (
-        f"{label}: {1 - stopped.epochs / full.epochs:.0%} of epochs and "
-        f"{1 - stopped.trial_seconds / full.trial_seconds:.0%} of trial-seconds saved "
+        f"{label}: {1 - stopped.epochs / full.epochs:.1%} of epochs and "
+        f"{1 - stopped.trial_seconds / full.trial_seconds:.1%} of trial-seconds saved "
         f"({stopped.trial_seconds:.0f} of {full.trial_seconds:.0f}); same LR in {same} of {len(full.chosen)} cells "
         f"({same / len(full.chosen):.0%}); largest table change {moves['ood']:.1f} points OOD, {moves['id']:.1f} "
         f"ID ({'/'.join(worst)})"
@@ -268,7 +230,10 @@ def main() -> None:
         "--weights-root", help="pretrained tiny backbones (default: the shipped ones, copied to .cache/bench-weights)"
     )
     p.add_argument(
-        "--settings", nargs="+", default=["3", "2", "3:0.5", "2:0.5", "m0.05", "m0.1", "n1:0.25"], help="see Setting"
+        "--settings",
+        nargs="+",
+        default=["3", "2", "3:0.5", "2:0.5", "m0.1", "n1:0.25", "n1:0.125", "n1m0.02:0.125", "n1m0.02:0.125,0.375"],
+        help="see Setting",
     )
     p.add_argument("--results", help="a finished full grid's sweep directory to replay instead of running one")
     p.add_argument("--live", action="store_true", help="also run the demo grid with early stopping on and off")
@@ -305,7 +270,7 @@ def main() -> None:
             lines.append(f"{label}: {t.num_rows} trials, {n_seeds} seeds, {full_spec.epochs} epochs each")
             for setting in settings:
                 es = grid_spec(args, lrs=lrs, setting=setting)
-                stopped = figures(t, e, stop_epochs(es, t, e, setting))
+                stopped = figures(t, e, stop_epochs(es, t, e))
                 lines.append(compare(f"  {setting.describe(full_spec.epochs or 1)}", full, stopped))
 
         if args.live:
@@ -322,7 +287,7 @@ def main() -> None:
             lines.append(
                 f"demo grid live, {args.seeds} seed(s), {settings[0].describe(full_spec.epochs or 1)}: "
                 f"{walls[True]:.0f} s wall with early stopping ({stopped} trials stopped) against {walls[False]:.0f} s "
-                f"without ({1 - walls[True] / walls[False]:.0%} saved, pausing and restoring included)"
+                f"without ({1 - walls[True] / walls[False]:.1%} saved, pausing and restoring included)"
             )
         print("\n".join(lines))
     finally:
