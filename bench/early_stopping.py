@@ -41,7 +41,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
 from orchestrator.driver import SweepOutcome, run_sweep  # noqa: E402
-from orchestrator.halving import KeepRule, Member, decide, rung_epochs  # noqa: E402
+from orchestrator.halving import Member, decide, rung_epochs  # noqa: E402
 from orchestrator.results import read_epochs, read_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
 from worker.records import TrialStatus  # noqa: E402
@@ -148,11 +148,7 @@ def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str
         cells.setdefault((t["model"], t["dataset"], t["method"]), {})[t["trial_id"]] = m
         last[t["trial_id"]] = m.reached
     es = spec.early_stopping
-    rule = KeepRule(
-        reduction_factor=es.reduction_factor,
-        neighbours=es.neighbours if es.rule == "neighbours" else None,
-        margin=es.margin,
-    )
+    rule = es.keep_rule()
     for members in cells.values():
         planned = max(m.reached for m in members.values())
         rungs = rung_epochs(

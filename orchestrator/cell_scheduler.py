@@ -69,6 +69,7 @@ class CellScheduler(FIFOScheduler):
         rungs: fractions of a trial's epochs to compare at; None: epochs / reduction_factor**k (k = 1, 2, ...).
         neighbours, margin: the neighbours rule instead of halving (`orchestrator.halving.KeepRule`): at each rung
             the leading LR, the LRs up to `neighbours` grid steps from it and those within `margin` of its score.
+        rule: the whole `KeepRule` at once (a spec's `early_stopping.keep_rule()`), in place of the three above.
         sink_key: the key of the sweep's results sink in `orchestrator.sinks`, to rebuild the cells from.
     """
 
@@ -80,15 +81,16 @@ class CellScheduler(FIFOScheduler):
         rungs: Sequence[float] | None = None,
         neighbours: int | None = None,
         margin: float = 0.0,
+        rule: KeepRule | None = None,
         sink_key: str | None = None,
     ):
         if grace_period < 1:
             raise ValueError(f"grace_period must be >= 1 epoch, got {grace_period}")
-        rule = KeepRule(reduction_factor=reduction_factor, neighbours=neighbours, margin=margin)  # checks them
+        if rule is None:
+            rule = KeepRule(reduction_factor=reduction_factor, neighbours=neighbours, margin=margin)  # checks them
         if rungs is not None and not all(0 < f < 1 for f in rungs):
             raise ValueError(f"rungs are fractions of a trial's epochs, each in (0, 1); got {list(rungs)}")
         super().__init__()
-        self._reduction_factor = reduction_factor
         self._rule = rule
         self._grace_period = grace_period
         self._rung_fractions = list(rungs) if rungs else None
@@ -161,7 +163,7 @@ class CellScheduler(FIFOScheduler):
                 self._last_epoch[cell] = epochs
                 self._rungs[cell] = rung_epochs(
                     epochs,
-                    reduction_factor=self._reduction_factor,
+                    reduction_factor=self._rule.reduction_factor,
                     grace_period=self._grace_period,
                     fractions=self._rung_fractions,
                 )

@@ -169,14 +169,7 @@ def _scheduler(spec: SweepSpec, sweep_id: str) -> CellScheduler | None:
     es = spec.early_stopping
     if not es.enabled:
         return None
-    return CellScheduler(
-        grace_period=es.grace_period,
-        reduction_factor=es.reduction_factor,
-        rungs=es.rungs,
-        neighbours=es.neighbours if es.rule == "neighbours" else None,
-        margin=es.margin,
-        sink_key=sweep_id,
-    )
+    return CellScheduler(rule=es.keep_rule(), grace_period=es.grace_period, rungs=es.rungs, sink_key=sweep_id)
 
 
 class _TermAsInterrupt:

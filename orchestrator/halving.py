@@ -152,11 +152,12 @@ def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule) 
     for rung in rungs:
         if any(m.live and m.reached < rung for g in participants for m in groups[g]):
             return CellState(tuple(decisions), rung, participants)
-        scores = {g: _mean([s for m in groups[g] if (s := m.score_at(rung)) is not None]) for g in participants}
-        ranked = tuple(sorted((g for g, s in scores.items() if s is not None), key=lambda g: (-scores[g], g)))
+        means = {g: _mean([s for m in groups[g] if (s := m.score_at(rung)) is not None]) for g in participants}
+        scores = {g: s for g, s in means.items() if s is not None}
+        ranked = tuple(sorted(scores, key=lambda g: (-scores[g], g)))
         if not ranked:
             break  # nothing reached this rung with a score (all diverged or failed): nothing to compare
-        promoted = rule.promote(ranked, {g: s for g, s in scores.items() if s is not None}, grid)
+        promoted = rule.promote(ranked, scores, grid)
         decisions.append(RungDecision(rung, participants, ranked, promoted))
         participants = promoted
     return CellState(tuple(decisions), None, frozenset())

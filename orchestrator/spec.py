@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrator.halving import KeepRule
 from worker import catalog
 from worker.config import TrialConfig, learning_rate
 from worker.strict_yaml import YamlError, YamlMap, load_file, load_text
@@ -92,6 +93,13 @@ class EarlyStopping(BaseModel):
         allow_inf_nan=False,
         description="neighbours rule: LRs within this of the leader's score are kept too (0.02: 2 points)",
     )
+
+    def keep_rule(self) -> KeepRule:
+        """The rule the scheduler applies at each rung (`neighbours` and `margin` count under the neighbours rule
+        only)."""
+        if self.rule == "neighbours":
+            return KeepRule(self.reduction_factor, neighbours=self.neighbours, margin=self.margin)
+        return KeepRule(self.reduction_factor)
 
 
 class Resources(BaseModel):
