@@ -6,7 +6,9 @@ every dataset fails the same way on a bad file and small synthetic images are de
 
 from __future__ import annotations
 
+import os
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,6 +73,70 @@ def read_rgb(path: str) -> Image.Image:
         raise ImageReadError(f"cannot read image file {path}: {e}") from e
 
 
+class DecodedImageCache:
+    """Small decoded images of this process, shared by every dataset that reads them, least recently used first out.
+
+    A trial resumed in the same worker process (a paused trial let go on, the next LR of a cell) then starts with
+    its images already decoded instead of reading them all again in its first epoch. An entry holds the file's
+    modification time and size, and is used only while they still match, so a benchmark written again is read
+    again.
+    """
+
+    def __init__(self, budget_bytes: int = CACHE_BUDGET_BYTES, max_pixels: int = CACHE_MAX_PIXELS) -> None:
+        self.budget_bytes = budget_bytes
+        self.max_pixels = max_pixels
+        self._entries: OrderedDict[str, tuple[tuple[int, int], Image.Image]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def get(self, path: str, *, checked: bool = False) -> Image.Image:
+        """The image at `path`, decoded: from the cache if the file is unchanged, else read (and kept if small).
+        `checked`: the caller already found this entry current (once per dataset), so the file is not looked at."""
+        hit = self._entries.get(path)
+        if hit is not None and checked:
+            self._entries.move_to_end(path)
+            return hit[1]
+        stamp = _stamp(path)
+        if hit is not None and stamp == hit[0]:
+            self._entries.move_to_end(path)
+            return hit[1]
+        img = read_rgb(path)
+        if hit is not None:
+            self._drop(path)
+        size = 3 * img.width * img.height
+        if stamp is not None and img.width * img.height <= self.max_pixels and size <= self.budget_bytes:
+            while self._bytes + size > self.budget_bytes:
+                self._drop(next(iter(self._entries)))
+            self._entries[path] = (stamp, img)
+            self._bytes += size
+        return img
+
+    def _drop(self, path: str) -> None:
+        _, img = self._entries.pop(path)
+        self._bytes -= 3 * img.width * img.height
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # read_rgb names the file and the problem
+    return st.st_mtime_ns, st.st_size
+
+
+PROCESS_IMAGE_CACHE = DecodedImageCache()
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Reads a table's images on demand; yields (image, label) or, with `with_group`, (image, label, group)."""
 
@@ -78,20 +144,14 @@ class ImageDataset(torch.utils.data.Dataset):
         self.table = table
         self.transform = transform
         self.with_group = with_group
-        self._cache: dict[int, Image.Image] = {}
-        self._cached_bytes = 0
+        self._checked: set[int] = set()  # indices whose cached image was found current once: not checked again
 
     def __len__(self) -> int:
         return len(self.table)
 
     def _image(self, idx: int) -> Image.Image:
-        img = self._cache.get(idx)
-        if img is None:
-            img = read_rgb(self.table.paths[idx])
-            size = img.width * img.height
-            if size <= CACHE_MAX_PIXELS and self._cached_bytes + 3 * size <= CACHE_BUDGET_BYTES:
-                self._cache[idx] = img
-                self._cached_bytes += 3 * size
+        img = PROCESS_IMAGE_CACHE.get(self.table.paths[idx], checked=idx in self._checked)
+        self._checked.add(idx)
         return img
 
     def __getitem__(self, idx: int):
