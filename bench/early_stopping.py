@@ -14,7 +14,9 @@ factors 3 and 2 and at half the epochs, the margin alone, and the neighbours rul
 the epochs up to the rung its LR was stopped at (--live uses the first setting). The decisions depend on the
 scores alone, never on the order results arrive in, so the replay stops exactly the trials a live early-stopped
 sweep stops. What a live run adds is the cost of pausing and restoring trials at a rung; --live measures it on
-the demo grid (the demo grid with early stopping on and off, one after the other).
+the demo grid (the demo grid with early stopping on and off, one after the other): the wall times, the
+early-stopped run's own figures against the full run's, and the replay of the full run's results, so that live
+and replay are compared on the same trials.
 
 Printed on the last lines, per grid and setting: epochs and trial-seconds of the early-stopped grid against the
 full one; in how many (model, dataset, method) cells the selection rule chooses the full grid's LR; the largest
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -42,10 +45,10 @@ import pyarrow.compute as pc  # noqa: E402
 
 from orchestrator.driver import SweepOutcome, run_sweep  # noqa: E402
 from orchestrator.halving import Member, decide, rung_epochs  # noqa: E402
-from orchestrator.results import read_epochs, read_trials  # noqa: E402
+from orchestrator.results import read_epochs, read_trials, recorded_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
 from worker.records import TrialStatus  # noqa: E402
-from worker.selection import is_evaluated, reports_last_epoch, select_cells  # noqa: E402
+from worker.selection import reports_last_epoch, select_cells  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".cache" / "bench-data"
@@ -135,18 +138,14 @@ def prepare(args: argparse.Namespace, spec: SweepSpec) -> None:
 
 def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int]:
     """The last epoch each trial runs under the spec's early stopping, from the scheduler's own decisions."""
-    rows = epochs.to_pylist()
-    by_trial: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_trial.setdefault(r["trial_id"], []).append(r)
     cells: dict[tuple[str, str, str], dict[str, Member]] = {}
     last: dict[str, int] = {}
-    for t in trials.to_pylist():
-        m = Member(group=t["lr"], last_epoch_rule=reports_last_epoch(t["method"], t["dataset"]))
-        for r in by_trial.get(t["trial_id"], []):
-            m.record(r["epoch"], r["id_val"] if is_evaluated(r) else None)
-        cells.setdefault((t["model"], t["dataset"], t["method"]), {})[t["trial_id"]] = m
-        last[t["trial_id"]] = m.reached
+    for rec in recorded_trials(trials.to_pylist(), epochs.to_pylist()):
+        _, dataset, method = rec.cell
+        m = Member(group=rec.lr, last_epoch_rule=reports_last_epoch(method, dataset))
+        m.merge(rec)
+        cells.setdefault(rec.cell, {})[rec.trial_id] = m
+        last[rec.trial_id] = m.reached
     es = spec.early_stopping
     rule = es.keep_rule()
     for members in cells.values():
@@ -214,6 +213,12 @@ def subset(trials: pa.Table, epochs: pa.Table, lrs: dict[str, list[float]]) -> t
     )
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (the driver: Tune's controller and the results store), user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _finished(outcome: SweepOutcome) -> None:
     if outcome.state != "finished" or outcome.counts.get("failed"):
         raise SystemExit(f"the sweep did not finish cleanly ({outcome.state}, {outcome.counts}); no figures")
@@ -272,19 +277,27 @@ def main() -> None:
         if args.live:
             if not ray.is_initialized():
                 ray.init(_temp_dir=str(work / "ray"), num_cpus=2, include_dashboard=False, log_to_driver=False)
-            walls = {}
+            walls, driver_cpu = {}, {}
             for on in (False, True):
                 spec = grid_spec(args, lrs=demo_lrs, setting=settings[0] if on else None)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _cpu_seconds()
                 _finished(run_sweep(spec, f"live-{on}", work / "results", verbose=0))
-                walls[on] = time.perf_counter() - t0
-            lt = read_trials(work / "results" / "live-True")
-            stopped = sum(1 for r in lt.to_pylist() if r["status"] == TrialStatus.STOPPED)
-            lines.append(
+                walls[on], driver_cpu[on] = time.perf_counter() - t0, _cpu_seconds() - c0
+            full_t, full_e = read_trials(work / "results" / "live-False"), read_epochs(work / "results" / "live-False")
+            live_t, live_e = read_trials(work / "results" / "live-True"), read_epochs(work / "results" / "live-True")
+            stopped = sum(1 for r in live_t.to_pylist() if r["status"] == TrialStatus.STOPPED)
+            es = grid_spec(args, lrs=demo_lrs, setting=settings[0])
+            replayed = figures(full_t, full_e, stop_epochs(es, full_t, full_e))
+            full, live = figures(full_t, full_e, None), figures(live_t, live_e, None)
+            lines += [
                 f"demo grid live, {args.seeds} seed(s), {settings[0].describe(full_spec.epochs or 1)}: "
                 f"{walls[True]:.0f} s wall with early stopping ({stopped} trials stopped) against {walls[False]:.0f} s "
-                f"without ({1 - walls[True] / walls[False]:.1%} saved, pausing and restoring included)"
-            )
+                f"without ({1 - walls[True] / walls[False]:.1%} saved, pausing and restoring included); the driver "
+                f"process (Tune's controller, the results store) used {driver_cpu[True]:.0f} s of CPU against "
+                f"{driver_cpu[False]:.0f} s",
+                compare("  the early-stopped run against the full one", full, live),
+                compare("  the full run's results replayed", full, replayed),
+            ]
         print("\n".join(lines))
     finally:
         if ray.is_initialized():

@@ -143,9 +143,7 @@ class CellScheduler(FIFOScheduler):
             return
         for rec in sink.recorded_trials():
             member = self._member(rec.trial_id, rec.cell, rec.lr)
-            for epoch, score in rec.scores.items():
-                member.record(epoch, score)
-            member.reached = max(member.reached, rec.reached)
+            member.merge(rec)
             if rec.trial_id not in self._tune:  # a trial Tune has not created yet runs in this run unless done
                 member.live = rec.status not in TrialStatus.DONE
             if rec.status == TrialStatus.STOPPED:

@@ -70,6 +70,12 @@ class Member:
         if score is not None and math.isfinite(score):
             self.scores[epoch] = score
 
+    def merge(self, recorded: RecordedTrial) -> None:
+        """Add what the sweep's results recorded of this trial (a resumed sweep's earlier epochs, a stored grid)."""
+        for epoch, score in recorded.scores.items():
+            self.record(epoch, score)
+        self.reached = max(self.reached, recorded.reached)
+
     def score_at(self, rung: int) -> float | None:
         """What the selection rule would see of this trial had it stopped at `rung`."""
         if self.last_epoch_rule:

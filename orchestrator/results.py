@@ -40,6 +40,32 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def recorded_trials(
+    trial_rows: Iterable[Mapping[str, Any]], epoch_rows: Iterable[Mapping[str, Any]]
+) -> list[RecordedTrial]:
+    """Each trial row with its ID validation per evaluated epoch and the last epoch it reached, in the rows' order:
+    what early stopping decides from, in a running sweep (`ResultsStore.recorded_trials`) or replayed on a stored
+    one (bench/early_stopping.py)."""
+    scores: dict[str, dict[int, float]] = {}
+    reached: dict[str, int] = {}
+    for r in epoch_rows:
+        tid, epoch = r["trial_id"], r["epoch"]
+        reached[tid] = max(reached.get(tid, 0), epoch)
+        if is_evaluated(r):
+            scores.setdefault(tid, {})[epoch] = r["id_val"]
+    return [
+        RecordedTrial(
+            t["trial_id"],
+            (t["model"], t["dataset"], t["method"]),
+            t["lr"],
+            t["status"],
+            scores.get(t["trial_id"], {}),
+            reached.get(t["trial_id"], 0),
+        )
+        for t in trial_rows
+    ]
+
+
 class ResultsStore:
     """Every trial of a sweep, from `pending` to its final status, with its epochs; flushed to Parquet.
 
@@ -220,16 +246,11 @@ class ResultsStore:
     def recorded_trials(self) -> list[RecordedTrial]:
         """Every trial's cell and ID validation per epoch, as the early-stopping scheduler rebuilds its rungs from
         (after a resume, or for an extension whose cells hold finished trials)."""
-        out = []
-        for tid in self._all_ids():
-            row = self._trials.get(tid)
-            if row is None:
-                continue
-            scores = {e: r["id_val"] for e, r in self._epochs.get(tid, {}).items() if is_evaluated(r)}
-            cell = (row["model"], row["dataset"], row["method"])
-            reached = max(self._epochs.get(tid, {}), default=0)
-            out.append(RecordedTrial(tid, cell, row["lr"], row["status"], scores, reached))
-        return out
+        ids = self._all_ids()
+        return recorded_trials(
+            (self._trials[t] for t in ids if t in self._trials),
+            (r for t in ids for r in self._epochs.get(t, {}).values()),
+        )
 
     def trials_table(self) -> pa.Table:
         return pa.Table.from_pylist(

@@ -19,6 +19,7 @@ from orchestrator.results import (
     read_epochs,
     read_probe,
     read_trials,
+    recorded_trials,
     write_probe,
 )
 from orchestrator.schema import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA
@@ -150,6 +151,24 @@ def test_resume_merges_rows_and_requeues_unfinished_trials(tmp_path: Path) -> No
     )
     assert {r["epoch"]: r["id_val"] for r in epochs if r["trial_id"] == a}[2] == 0.65
     assert read_trials(tmp_path).column("status").to_pylist() == ["completed", "completed"]
+
+
+def test_recorded_trials_are_the_same_from_the_store_and_from_its_files(tmp_path: Path) -> None:
+    a, b = (c.trial_id() for c in configs())
+    store = ResultsStore(tmp_path, "s1", configs())
+    store.start(a)
+    store.record_epoch(a, report(1, 0.5))
+    store.record_epoch(a, report(2, None))  # not evaluated: reached, but no score
+    store.record_epoch(a, report(3, 0.7, status="completed"))
+    store.finish(a)
+    store.flush()
+    recorded = store.recorded_trials()
+    first = recorded[0]
+    assert [r.trial_id for r in recorded] == [a, b]
+    assert first.cell == ("tiny_vit", "synth_style", "sgd") and first.lr == 1e-3 and first.status == "completed"
+    assert first.scores == {1: 0.5, 3: 0.7} and first.reached == 3
+    assert recorded[1].scores == {} and recorded[1].reached == 0 and recorded[1].status == "pending"
+    assert recorded_trials(read_trials(tmp_path).to_pylist(), read_epochs(tmp_path).to_pylist()) == recorded
 
 
 def test_epochs_past_a_rerun_trials_end_are_dropped(tmp_path: Path) -> None:
