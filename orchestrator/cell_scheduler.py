@@ -123,6 +123,15 @@ class CellScheduler(FIFOScheduler):
         """Tune passes TuneConfig's metric/mode here; this scheduler's own are fixed and must not conflict."""
         return metric in (None, SELECTION_METRIC) and mode in (None, "max")
 
+    def rungs_for(self, epochs: int) -> list[int]:
+        """The epochs a trial of `epochs` epochs is compared at, where it may be paused."""
+        return rung_epochs(
+            epochs,
+            reduction_factor=self._rule.reduction_factor,
+            grace_period=self._grace_period,
+            fractions=self._rung_fractions,
+        )
+
     # ---- what is known of each cell ----------------------------------------------------------------------
 
     def _member(self, tid: str, cell: Cell, lr: float) -> Member:
@@ -159,12 +168,7 @@ class CellScheduler(FIFOScheduler):
             if cell not in self._rungs:
                 epochs = max(1, config.epochs_planned())
                 self._last_epoch[cell] = epochs
-                self._rungs[cell] = rung_epochs(
-                    epochs,
-                    reduction_factor=self._rule.reduction_factor,
-                    grace_period=self._grace_period,
-                    fractions=self._rung_fractions,
-                )
+                self._rungs[cell] = self.rungs_for(epochs)
             self._tune[tid] = trial
             member.live = getattr(trial, "status", Trial.PENDING) not in (Trial.TERMINATED, Trial.ERROR)
         return tid, self._cells[self._cell_of[tid]][tid]

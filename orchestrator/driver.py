@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,15 @@ def _scheduler(spec: SweepSpec, sweep_id: str) -> CellScheduler | None:
     return CellScheduler(rule=es.keep_rule(), grace_period=es.grace_period, rungs=es.rungs, sink_key=sweep_id)
 
 
+def _checkpoint_policy(
+    spec: SweepSpec, trials: Sequence[TrialConfig], scheduler: CellScheduler | None
+) -> tune_runner.CheckpointPolicy:
+    """Checkpoints every `checkpoint_every_s`, and at every rung the scheduler may pause a trial at."""
+    planned = sorted({t.epochs_planned() for t in trials})
+    pause_at = tuple((n, tuple(scheduler.rungs_for(n))) for n in planned) if scheduler is not None else ()
+    return tune_runner.CheckpointPolicy(every_s=spec.checkpoint_every_s, pause_at=pause_at)
+
+
 class _TermAsInterrupt:
     """Inside the block, SIGTERM is handled as SIGINT, which Tune turns into a clean, resumable stop."""
 
@@ -220,6 +230,7 @@ def run_sweep(
                 _run_probe(spec, sweep_id, sweep_dir, state)
             todo = set(store.unfinished())
             if todo:
+                scheduler = _scheduler(spec, sweep_id)
                 job = tune_runner.TuneJob(
                     key=sweep_id,
                     trials=[runtime_trial(t, spec) for t in trials if t.trial_id() in todo],
@@ -228,9 +239,10 @@ def run_sweep(
                     gpus=spec.resources.gpus,
                     max_concurrent_trials=spec.max_concurrent_trials,
                     max_failures=spec.max_failures,
-                    scheduler=_scheduler(spec, sweep_id),
+                    scheduler=scheduler,
                     verbose=verbose,
                     trial_fn=trial_fn,
+                    checkpoints=_checkpoint_policy(spec, trials, scheduler),
                 )
                 tune_runner.run_trials(job, store, resume=resume or extend)  # returns early, not raising, on SIGINT
     except KeyboardInterrupt:  # outside Tune's loop (probe, setup) or a second interrupt while Tune saved

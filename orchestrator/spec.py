@@ -156,6 +156,14 @@ class SweepSpec(BaseModel):
     max_concurrent_trials: int = Field(0, ge=0, le=LIMIT_MAX_TRIALS, description="0: as many as resources allow")
     max_failures: int = Field(1, ge=0, le=100, description="retries of a failed trial")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    checkpoint_every_s: float = Field(
+        60.0,
+        ge=0.0,
+        le=7 * 86_400.0,
+        allow_inf_nan=False,
+        description="a trial hands Tune a checkpoint at most this often (0: every epoch), and at every epoch early "
+        "stopping may pause it at; a resumed or retried trial goes on from its latest checkpoint",
+    )
     storage: PathText | None = Field(None, description="results location: a path or an s3:// URI; None: the service's")
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=LIMIT_MAX_TRIALS, description="refuse grids larger than this")
     probe: bool = Field(False, description="also run the layer-gradient probe for each (model, dataset)")

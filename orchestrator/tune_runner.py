@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ TRIAL_FN_KEY = "trial_fn"  # param-space key: "module:function" with worker.tria
 DEFAULT_TRIAL_FN = "worker.trial:run_trial"
 log = logging.getLogger(__name__)
 CHECKPOINTS_TO_KEEP = 1  # resume needs only a trial's latest; an ended trial's is deleted (its rows are in Parquet)
+CHECKPOINTS_KEY = "checkpoints"  # param-space key: a `CheckpointPolicy` dict, when trials hand Tune a checkpoint
 _TUNER_STATE = "tuner.pkl"
 _EXPERIMENT_STATE_PREFIX = "experiment_state-"
 
@@ -89,16 +91,57 @@ def _import(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """The epochs a trial hands Tune a checkpoint at.
+
+    Tune keeps only each trial's latest checkpoint (`CHECKPOINTS_TO_KEEP`), and to keep its experiment state in
+    step it saves that state, every trial's, for each checkpoint it takes: with epochs of a second or less that
+    cost the driver more CPU than a checkpoint is worth (bench/early_stopping.py --live prints the driver's
+    CPU). So a trial hands one over at the epochs early stopping may pause it at (`pause_at`: planned epochs ->
+    rung epochs), where it resumes from when let go on, and otherwise once `every_s` has passed since its last one
+    or its start (0: every epoch); never at its last epoch, after which nothing resumes. A resumed or retried
+    trial goes on from its latest checkpoint: at most `every_s` of its work is run again.
+    """
+
+    every_s: float = 0.0
+    pause_at: tuple[tuple[int, tuple[int, ...]], ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> CheckpointPolicy:
+        """A sweep started before the policy existed (no entry) checkpoints every epoch, as it did then."""
+        if not d:
+            return cls()
+        pause_at = tuple((int(n), tuple(int(e) for e in rungs)) for n, rungs in d.get("pause_at", ()))
+        return cls(every_s=float(d.get("every_s", 0.0)), pause_at=pause_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"every_s": self.every_s, "pause_at": [[n, list(rungs)] for n, rungs in self.pause_at]}
+
+    def hands_over(self, epoch: int, epochs: int, seconds_since_last: float) -> bool:
+        """Whether the checkpoint of `epoch` (of `epochs` planned) goes to Tune."""
+        if epoch >= epochs:
+            return False
+        return epoch in dict(self.pause_at).get(epochs, ()) or seconds_since_last >= self.every_s
+
+
 def train_trial(config: dict[str, Any]) -> None:
     """The Tune function trainable: one trial, resumed from Tune's latest checkpoint when there is one."""
     os.environ.setdefault("OUTDATED_IGNORE", "1")  # wilds otherwise asks PyPI for its latest version at import
     run_trial = _import(config.get(TRIAL_FN_KEY, DEFAULT_TRIAL_FN))  # torch-heavy: imported in the trial's process
 
     trial = TrialConfig.from_dict(config[TRIAL_CONFIG_KEY])
+    policy = CheckpointPolicy.from_dict(config.get(CHECKPOINTS_KEY))
+    epochs = trial.epochs_planned()
+    last_handed = time.monotonic()
 
     def report(epoch: EpochReport, checkpoint_dir: Path | None) -> None:
-        # Tune copies the checkpoint to storage inside report(), before the worker may delete its directory.
-        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        nonlocal last_handed
+        checkpoint = None
+        if checkpoint_dir is not None and policy.hands_over(epoch.epoch, epochs, time.monotonic() - last_handed):
+            # Tune copies the checkpoint to storage inside report(), before the worker may delete its directory.
+            checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir))
+            last_handed = time.monotonic()
         tune.report(_tune_metrics(epoch), checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
@@ -231,6 +274,7 @@ class TuneJob:
     scheduler: Any = None  # a Tune TrialScheduler, or None for FIFO
     verbose: int = 1
     trial_fn: str = DEFAULT_TRIAL_FN  # a test double can stand in for the worker here
+    checkpoints: CheckpointPolicy = CheckpointPolicy()
     # A worker process runs trial after trial: it imports torch and the model libraries once, not per trial
     # (seconds each). Its CPU resident-memory high-water mark then spans every trial it ran.
     reuse_actors: bool = True
@@ -252,7 +296,11 @@ def _new_tuner(job: TuneJob) -> tune.Tuner:
     parent, name = exp.uri.rsplit("/", 1)
     return tune.Tuner(
         TRAINABLE_NAME,
-        param_space={TRIAL_CONFIG_KEY: tune.grid_search(list(job.trials)), TRIAL_FN_KEY: job.trial_fn},
+        param_space={
+            TRIAL_CONFIG_KEY: tune.grid_search(list(job.trials)),
+            TRIAL_FN_KEY: job.trial_fn,
+            CHECKPOINTS_KEY: job.checkpoints.to_dict(),
+        },
         tune_config=tune.TuneConfig(
             scheduler=job.scheduler,
             max_concurrent_trials=job.max_concurrent_trials or None,

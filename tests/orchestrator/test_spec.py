@@ -160,3 +160,21 @@ def test_the_driver_hands_the_specs_rule_to_the_scheduler() -> None:
     rule = _scheduler(halving, "s")._rule
     assert (rule.neighbours, rule.reduction_factor) == (None, 2.0)  # margin belongs to the neighbours rule only
     assert _scheduler(load_spec(_spec()), "s") is None
+
+
+def test_trials_checkpoint_at_the_schedulers_rungs_and_every_checkpoint_every_s() -> None:
+    from orchestrator.driver import _checkpoint_policy, _scheduler
+
+    spec = load_spec(
+        {**_spec(), "epochs": 8, "checkpoint_every_s": 30, "early_stopping": {"enabled": True, "rungs": [0.125, 0.5]}}
+    )
+    trials = spec.expand()
+    policy = _checkpoint_policy(spec, trials, _scheduler(spec, "s"))
+    assert policy.every_s == 30.0 and policy.pause_at == ((8, (1, 4)),)
+    plain = load_spec(_spec(epochs=8))
+    assert plain.checkpoint_every_s == 60.0
+    assert _checkpoint_policy(plain, plain.expand(), None).pause_at == ()
+    for bad, words in ((-1, "greater than or equal to 0"), (float("inf"), "finite number"), ("often", "number")):
+        with pytest.raises(SweepSpecError) as e:
+            load_spec(_spec(checkpoint_every_s=bad))
+        assert "checkpoint_every_s" in str(e.value) and words in str(e.value), str(e.value)

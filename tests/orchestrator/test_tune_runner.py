@@ -132,3 +132,46 @@ def test_trial_function_paths_are_checked() -> None:
     with pytest.raises(ValueError, match="module:function"):
         tune_runner._import("worker.trial")
     assert tune_runner._import("tests.orchestrator.fake_trial:run_trial").__name__ == "run_trial"
+
+
+def _handed_over(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, checkpoints: dict[str, Any] | None) -> list[int]:
+    """The epochs at which a 4-epoch trial, run by the trainable under this policy, handed Tune a checkpoint."""
+    handed: list[int] = []
+
+    def report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
+        if checkpoint is not None:
+            handed.append(metrics["epoch"])
+
+    monkeypatch.setattr(tune_runner.tune, "report", report)
+    monkeypatch.setattr(tune_runner.tune, "get_checkpoint", lambda: None)
+    trial = TrialConfig(
+        model="tiny_vit", dataset="synth_style", method="sgd", lr=0.1, epochs=4, data_root=str(tmp_path)
+    )
+    config: dict[str, Any] = {
+        "trial": trial.to_dict(),
+        tune_runner.TRIAL_FN_KEY: "tests.orchestrator.fake_trial:run_trial",
+    }
+    if checkpoints is not None:
+        config[tune_runner.CHECKPOINTS_KEY] = checkpoints
+    tune_runner.train_trial(config)
+    return handed
+
+
+def test_a_trial_hands_tune_a_checkpoint_at_its_rungs_and_otherwise_only_when_one_is_due(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    policy = tune_runner.CheckpointPolicy(every_s=3600.0, pause_at=((4, (1, 2)), (8, (1, 4))))
+    assert _handed_over(monkeypatch, tmp_path, policy.to_dict()) == [1, 2]  # its rungs; the last epoch never
+    assert _handed_over(monkeypatch, tmp_path, {"every_s": 3600.0, "pause_at": []}) == []
+    assert _handed_over(monkeypatch, tmp_path, {"every_s": 0.0}) == [1, 2, 3]
+    assert _handed_over(monkeypatch, tmp_path, None) == [1, 2, 3]  # a sweep started before the policy existed
+    assert tune_runner.CheckpointPolicy.from_dict(policy.to_dict()) == policy
+
+
+def test_a_checkpoint_is_due_once_every_s_has_passed() -> None:
+    policy = tune_runner.CheckpointPolicy(every_s=60.0, pause_at=((10, (3,)),))
+    assert not policy.hands_over(1, 10, seconds_since_last=59.9)
+    assert policy.hands_over(2, 10, seconds_since_last=60.0)
+    assert policy.hands_over(3, 10, seconds_since_last=0.0)  # a rung
+    assert not policy.hands_over(3, 12, seconds_since_last=0.0)  # another dataset's epochs: other rungs
+    assert not policy.hands_over(10, 10, seconds_since_last=1e9)  # the last epoch: nothing resumes from it

@@ -53,6 +53,7 @@ SPEC = {
     "resources": {"cpus": 1, "gpus": 0},
     "threads_per_trial": 1,
     "max_failures": 3,
+    "checkpoint_every_s": 0,  # every epoch: the trial cut off with its node must go on from its last one
 }
 
 
