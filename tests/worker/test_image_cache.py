@@ -56,14 +56,15 @@ def test_a_file_written_again_is_read_again(tmp_path: Path, reads: list[str]) ->
 
 def test_a_dataset_looks_at_a_cached_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = [_png(tmp_path / f"{i}.png", (i, i, i)) for i in range(3)]
-    table = images.ImageTable.build(paths, [0, 1, 0])
+    big = _png(tmp_path / "big.png", (7, 7, 7), size=80)  # above the cache's size: read, and looked at, every time
+    table = images.ImageTable.build([*paths, big], [0, 1, 0, 1])
     stamps: list[str] = []
     real = images._stamp
     monkeypatch.setattr(images, "_stamp", lambda p: stamps.append(p) or real(p))
     ds = images.ImageDataset(table, lambda im: im, with_group=False)
     for _ in range(3):
-        _ = [ds[i] for i in range(3)]
-    assert sorted(stamps) == sorted(paths)  # each file once; every later epoch from memory
+        _ = [ds[i] for i in range(4)]
+    assert sorted(stamps) == sorted([*paths, big, big, big])  # a small file once; every later epoch from memory
 
 
 def test_least_recently_used_images_leave_first_within_the_budget(tmp_path: Path, reads: list[str]) -> None:

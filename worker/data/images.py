@@ -121,10 +121,6 @@ class DecodedImageCache:
         _, img = self._entries.pop(path)
         self._bytes -= 3 * img.width * img.height
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
-
 
 def _stamp(path: str) -> tuple[int, int] | None:
     try:
@@ -144,14 +140,15 @@ class ImageDataset(torch.utils.data.Dataset):
         self.table = table
         self.transform = transform
         self.with_group = with_group
-        self._checked: set[int] = set()  # indices whose cached image was found current once: not checked again
+        self._checked: set[int] = set()  # small images found current once: not looked at on disk again
 
     def __len__(self) -> int:
         return len(self.table)
 
     def _image(self, idx: int) -> Image.Image:
         img = PROCESS_IMAGE_CACHE.get(self.table.paths[idx], checked=idx in self._checked)
-        self._checked.add(idx)
+        if img.width * img.height <= PROCESS_IMAGE_CACHE.max_pixels:
+            self._checked.add(idx)
         return img
 
     def __getitem__(self, idx: int):
