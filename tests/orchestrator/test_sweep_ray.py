@@ -245,12 +245,13 @@ def test_early_stopping_pauses_at_the_rung_and_a_killed_sweep_resumes_to_the_sam
     storage = tmp_path / "results"
     sweep = storage / "k"
 
-    (gate / "budget").write_text("2")  # the first two LRs reach the rung and wait there; the third cannot start
+    (gate / "budget").write_text("2")  # two LRs reach the rung and wait there; the third cannot start
     first = _driver(spec_file, storage, ray_address, resume=False)
     _wait_for_epochs(sweep, 2, first)
     time.sleep(2.0)  # time for Tune to pause them (save, stop); the outcome must not depend on whether it did
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
+    ran_first = {p.name.rsplit("-", 1)[0] for p in (gate / "started").iterdir()}  # which two got the budget
 
     (gate / "budget").unlink()
     again = _driver(None, storage, ray_address, resume=True)
@@ -258,8 +259,13 @@ def test_early_stopping_pauses_at_the_rung_and_a_killed_sweep_resumes_to_the_sam
     assert again.returncode == 0, out[-4000:]
     rows = {r["lr"]: r for r in read_trials(sweep).to_pylist()}
     assert {lr: r["status"] for lr, r in rows.items()} == {1e-3: "stopped", 1e-2: "completed", 1e-1: "stopped"}
-    assert rows[1e-2]["epochs_done"] == 4 and rows[1e-1]["epochs_done"] == 1
-    assert rows[1e-3]["epochs_done"] <= 2  # resumed from its rung checkpoint, it may run one epoch before waiting
+    assert rows[1e-2]["epochs_done"] == 4
+    for lr in (1e-3, 1e-1):
+        # The three start together and any two may pass the gate. One that waited at the rung when the driver died
+        # resumes from its rung checkpoint and may run one epoch before waiting; one that never started stops at
+        # the rung.
+        most = 2 if rows[lr]["trial_id"] in ran_first else 1
+        assert 1 <= rows[lr]["epochs_done"] <= most, (lr, rows[lr]["epochs_done"], ran_first)
     pairs = _pairs(sweep)
     assert len(pairs) == len(set(pairs))
 
