@@ -43,7 +43,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
-from orchestrator.driver import SweepOutcome, run_sweep  # noqa: E402
+from orchestrator.driver import SweepOutcome, early_stopping_scheduler, run_sweep  # noqa: E402
 from orchestrator.halving import Member, decide, rung_epochs  # noqa: E402
 from orchestrator.results import read_epochs, read_trials, recorded_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
@@ -146,14 +146,13 @@ def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str
         m.merge(rec)
         cells.setdefault(rec.cell, {})[rec.trial_id] = m
         last[rec.trial_id] = m.reached
-    es = spec.early_stopping
-    rule = es.keep_rule()
+    scheduler = early_stopping_scheduler(spec, "replay")
+    if scheduler is None:
+        raise ValueError("the spec's early stopping is off: nothing to replay")
+    rule = spec.early_stopping.keep_rule()
     for members in cells.values():
         planned = max(m.reached for m in members.values())
-        rungs = rung_epochs(
-            planned, reduction_factor=es.reduction_factor, grace_period=es.grace_period, fractions=es.rungs
-        )
-        state = decide(members, rungs, rule)
+        state = decide(members, scheduler.rungs_for(planned), rule)
         by_lr = {lr: d.epoch for d in reversed(state.decisions) for lr in d.stopped}
         for tid, m in members.items():
             if m.group in by_lr:

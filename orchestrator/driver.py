@@ -166,7 +166,9 @@ def _run_probe(spec: SweepSpec, sweep_id: str, sweep_dir: Location, state: Drive
         write_probe(sweep_dir, tables)
 
 
-def _scheduler(spec: SweepSpec, sweep_id: str) -> CellScheduler | None:
+def early_stopping_scheduler(spec: SweepSpec, sweep_id: str) -> CellScheduler | None:
+    """The spec's per-cell early stopping as Tune's scheduler (None when it is off); its `rungs_for` is where
+    trials may pause."""
     es = spec.early_stopping
     if not es.enabled:
         return None
@@ -230,7 +232,7 @@ def run_sweep(
                 _run_probe(spec, sweep_id, sweep_dir, state)
             todo = set(store.unfinished())
             if todo:
-                scheduler = _scheduler(spec, sweep_id)
+                scheduler = early_stopping_scheduler(spec, sweep_id)
                 job = tune_runner.TuneJob(
                     key=sweep_id,
                     trials=[runtime_trial(t, spec) for t in trials if t.trial_id() in todo],

@@ -151,25 +151,25 @@ def test_the_early_stopping_rule_is_one_of_two_and_its_settings_are_bounded() ->
 
 
 def test_the_driver_hands_the_specs_rule_to_the_scheduler() -> None:
-    from orchestrator.driver import _scheduler
+    from orchestrator.driver import early_stopping_scheduler
 
     spec = load_spec({**_spec(), "early_stopping": {"enabled": True, "rule": "neighbours", "margin": 0.02}})
-    rule = _scheduler(spec, "s")._rule
+    rule = early_stopping_scheduler(spec, "s")._rule
     assert (rule.neighbours, rule.margin) == (1, 0.02)
     halving = load_spec({**_spec(), "early_stopping": {"enabled": True, "reduction_factor": 2, "margin": 0.02}})
-    rule = _scheduler(halving, "s")._rule
+    rule = early_stopping_scheduler(halving, "s")._rule
     assert (rule.neighbours, rule.reduction_factor) == (None, 2.0)  # margin belongs to the neighbours rule only
-    assert _scheduler(load_spec(_spec()), "s") is None
+    assert early_stopping_scheduler(load_spec(_spec()), "s") is None
 
 
 def test_trials_checkpoint_at_the_schedulers_rungs_and_every_checkpoint_every_s() -> None:
-    from orchestrator.driver import _checkpoint_policy, _scheduler
+    from orchestrator.driver import _checkpoint_policy, early_stopping_scheduler
 
     spec = load_spec(
         {**_spec(), "epochs": 8, "checkpoint_every_s": 30, "early_stopping": {"enabled": True, "rungs": [0.125, 0.5]}}
     )
     trials = spec.expand()
-    policy = _checkpoint_policy(spec, trials, _scheduler(spec, "s"))
+    policy = _checkpoint_policy(spec, trials, early_stopping_scheduler(spec, "s"))
     assert policy.every_s == 30.0 and policy.pause_at == ((8, (1, 4)),)
     plain = load_spec(_spec(epochs=8))
     assert plain.checkpoint_every_s == 60.0
