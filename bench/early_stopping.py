@@ -1,9 +1,10 @@
 """What early stopping saves on the demo's pretrained backbones, and whether the tables still say the same.
 
     python bench/early_stopping.py [--seeds 3] [--settings 3 2 2:0.5 ...] [--results DIR] [--live]
+    python bench/early_stopping.py --first-seed 3 --data-seed 1 --keep .cache/bench-es-heldout   # a held-out grid
 
 Runs one grid in full, early stopping off: the demo preset's models, datasets, methods and epochs, each method
-with 6 LRs half a decade apart like the paper's grids (holding the demo's 4), with --seeds seeds, on the demo's
+with 6 LRs half a decade apart like the paper's grids (holding the demo's 5), with --seeds seeds, on the demo's
 shipped backbones (copied to .cache/bench-weights). The demo's own grid is the subset of those trials at its
 LRs.
 
@@ -53,7 +54,7 @@ from worker.selection import reports_last_epoch, select_cells  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".cache" / "bench-data"
 WEIGHTS = ROOT / ".cache" / "bench-weights"
-SIX = {  # half a decade apart, holding the demo's 4 LRs per method
+SIX = {  # half a decade apart, holding the demo's 5 LRs per method
     "sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
     "sgd_freeze_embed": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
     "sgd_freeze_embed_nomom": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
@@ -111,10 +112,10 @@ def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting:
     spec = load_preset(
         "demo",
         {
-            "data_root": str(DATA),
+            "data_root": str(data_root(args)),
             "weights_root": str(args.weights_root or WEIGHTS),
             "probe": False,
-            "seeds": list(range(args.seeds)),
+            "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
             "lrs": lrs,
         },
     )
@@ -124,12 +125,16 @@ def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting:
     return spec.model_copy(update={"early_stopping": es})
 
 
+def data_root(args: argparse.Namespace) -> Path:
+    return DATA if args.data_seed == 0 else DATA.with_name(f"{DATA.name}-seed{args.data_seed}")
+
+
 def prepare(args: argparse.Namespace, spec: SweepSpec) -> None:
     from worker.shipped_backbones import install
     from worker.synthetic import generate_benchmark
 
     for d in spec.datasets:
-        generate_benchmark(d, DATA, seed=0)
+        generate_benchmark(d, data_root(args), seed=args.data_seed)
     if args.weights_root is None:
         for m in spec.models:
             res = install(m, WEIGHTS)
@@ -183,6 +188,15 @@ def figures(trials: pa.Table, epochs: pa.Table, last: dict[str, int] | None) -> 
 
 
 def compare(label: str, full: Figures, stopped: Figures) -> str:
+    return (
+        f"{label}: {1 - stopped.epochs / full.epochs:.1%} of epochs and "
+        f"{1 - stopped.trial_seconds / full.trial_seconds:.1%} of trial-seconds saved "
+        f"({stopped.trial_seconds:.0f} of {full.trial_seconds:.0f}); {agreement(full, stopped)}"
+    )
+
+
+def agreement(full: Figures, stopped: Figures) -> str:
+    """In how many cells `stopped` chooses `full`'s LR, and its largest table change."""
     same = sum(stopped.chosen[k] == v for k, v in full.chosen.items())
     moves = {
         name: max(
@@ -196,11 +210,8 @@ def compare(label: str, full: Figures, stopped: Figures) -> str:
         key=lambda k: abs((stopped.table[k] or 0.0) - (full.table[k] or 0.0)),
     )
     return (
-        f"{label}: {1 - stopped.epochs / full.epochs:.1%} of epochs and "
-        f"{1 - stopped.trial_seconds / full.trial_seconds:.1%} of trial-seconds saved "
-        f"({stopped.trial_seconds:.0f} of {full.trial_seconds:.0f}); same LR in {same} of {len(full.chosen)} cells "
-        f"({same / len(full.chosen):.0%}); largest table change {moves['ood']:.1f} points OOD, {moves['id']:.1f} "
-        f"ID ({'/'.join(worst)})"
+        f"same LR in {same} of {len(full.chosen)} cells ({same / len(full.chosen):.0%}); largest table change "
+        f"{moves['ood']:.1f} points OOD, {moves['id']:.1f} ID ({'/'.join(worst)})"
     )
 
 
@@ -226,17 +237,28 @@ def _finished(outcome: SweepOutcome) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="the trials' seeds start here (a held-out grid: 3)")
+    p.add_argument(
+        "--data-seed", type=int, default=0, help="the synthetic benchmarks' generation seed (a held-out draw: 1)"
+    )
+    p.add_argument("--keep", default=str(ROOT / ".cache" / "bench-es-full"), help="where the full grid is kept")
     p.add_argument(
         "--weights-root", help="pretrained tiny backbones (default: the shipped ones, copied to .cache/bench-weights)"
     )
     p.add_argument(
         "--settings",
         nargs="+",
-        default=["3", "2", "3:0.5", "2:0.5", "m0.1", "n1:0.25", "n1:0.125", "n1m0.02:0.125", "n1m0.02:0.125,0.375"],
+        default=["n1m0.05:0.125,0.5", "n1:0.125,0.5", "3", "2", "3:0.5", "2:0.5", "m0.1", "n1:0.125", "n1m0.02:0.125"],
         help="see Setting",
     )
     p.add_argument("--results", help="a finished full grid's sweep directory to replay instead of running one")
-    p.add_argument("--live", action="store_true", help="also run the demo grid with early stopping on and off")
+    p.add_argument(
+        "--against",
+        help="another full grid (other seeds, another draw of the data): how much its answers differ from this "
+        "one's, the yardstick for what early stopping changes",
+    )
+    p.add_argument("--live", action="store_true", help="also run a grid with early stopping on and off")
+    p.add_argument("--live-grid", choices=("demo", "6-LR"), default="demo", help="the grid --live runs")
     args = p.parse_args()
 
     import ray
@@ -257,7 +279,7 @@ def main() -> None:
             _finished(run_sweep(full_spec, "full", work / "results", verbose=0))
             print(f"full grid ran in {time.perf_counter() - t0:.0f} s wall", flush=True)
             sweep = work / "results" / "full"
-            kept = ROOT / ".cache" / "bench-es-full"
+            kept = Path(args.keep)
             shutil.rmtree(kept, ignore_errors=True)
             shutil.copytree(sweep, kept, ignore=shutil.ignore_patterns("tune"))
             print(f"(its results are kept in {kept}; --results {kept} replays them)", flush=True)
@@ -272,24 +294,28 @@ def main() -> None:
                 es = grid_spec(args, lrs=lrs, setting=setting)
                 stopped = figures(t, e, stop_epochs(es, t, e))
                 lines.append(compare(f"  {setting.describe(full_spec.epochs or 1)}", full, stopped))
+            if args.against:
+                other = figures(*subset(read_trials(args.against), read_epochs(args.against), lrs), None)
+                lines.append(f"  the full grid of {args.against} against this one: {agreement(full, other)}")
 
         if args.live:
             if not ray.is_initialized():
                 ray.init(_temp_dir=str(work / "ray"), num_cpus=2, include_dashboard=False, log_to_driver=False)
+            live_lrs = SIX if args.live_grid == "6-LR" else demo_lrs
             walls, driver_cpu = {}, {}
             for on in (False, True):
-                spec = grid_spec(args, lrs=demo_lrs, setting=settings[0] if on else None)
+                spec = grid_spec(args, lrs=live_lrs, setting=settings[0] if on else None)
                 t0, c0 = time.perf_counter(), _cpu_seconds()
                 _finished(run_sweep(spec, f"live-{on}", work / "results", verbose=0))
                 walls[on], driver_cpu[on] = time.perf_counter() - t0, _cpu_seconds() - c0
             full_t, full_e = read_trials(work / "results" / "live-False"), read_epochs(work / "results" / "live-False")
             live_t, live_e = read_trials(work / "results" / "live-True"), read_epochs(work / "results" / "live-True")
             stopped = sum(1 for r in live_t.to_pylist() if r["status"] == TrialStatus.STOPPED)
-            es = grid_spec(args, lrs=demo_lrs, setting=settings[0])
+            es = grid_spec(args, lrs=live_lrs, setting=settings[0])
             replayed = figures(full_t, full_e, stop_epochs(es, full_t, full_e))
             full, live = figures(full_t, full_e, None), figures(live_t, live_e, None)
             lines += [
-                f"demo grid live, {args.seeds} seed(s), {settings[0].describe(full_spec.epochs or 1)}: "
+                f"{args.live_grid} grid live, {args.seeds} seed(s), {settings[0].describe(full_spec.epochs or 1)}: "
                 f"{walls[True]:.0f} s wall with early stopping ({stopped} trials stopped) against {walls[False]:.0f} s "
                 f"without ({1 - walls[True] / walls[False]:.1%} saved, pausing and restoring included); the driver "
                 f"process (Tune's controller, the results store) used {driver_cpu[True]:.0f} s of CPU against "
