@@ -24,7 +24,7 @@ from worker.catalog import PRESET_DIR, list_presets
 from worker.config import TrialConfig
 from worker.records import EpochReport
 
-PRESET_SIZES = {"paper_main": 1080, "clip_ablations": 2010, "memory": 12, "probe": 210, "demo": 378}
+PRESET_SIZES = {"paper_main": 1080, "clip_ablations": 2010, "memory": 12, "probe": 210, "demo": 360}
 
 
 def test_presets_exist_validate_and_have_the_expected_grids() -> None:

@@ -107,7 +107,7 @@ def test_tables_and_download(url: str, capsys, settings: Settings, tmp_path: Pat
     assert code == 1 and "valid tables" in err
     code, out, _ = _run(capsys, "download", sid, "--out", str(tmp_path / "dl"))
     assert code == 0
-    assert pq.read_table(tmp_path / "dl" / "trials.parquet").num_rows == 378
+    assert pq.read_table(tmp_path / "dl" / "trials.parquet").num_rows == 360
     assert {p.name for p in (tmp_path / "dl").iterdir()} == {"trials.parquet", "epochs.parquet", "probe.parquet"}
 
 
