@@ -44,8 +44,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
+from orchestrator.cell_scheduler import CellScheduler  # noqa: E402
 from orchestrator.driver import SweepOutcome, early_stopping_scheduler, run_sweep  # noqa: E402
-from orchestrator.halving import Member, decide, rung_epochs  # noqa: E402
+from orchestrator.halving import Member, decide  # noqa: E402
 from orchestrator.results import read_epochs, read_trials, recorded_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
 from worker.records import TrialStatus  # noqa: E402
@@ -93,8 +94,8 @@ class Setting:
             return cls(3.0, fractions, neighbours=0, margin=float(head[1:]))
         return cls(float(head), fractions)
 
-    def describe(self, epochs: int) -> str:
-        at = rung_epochs(epochs, reduction_factor=self.reduction_factor, fractions=self.rungs)
+    def describe(self, at: list[int]) -> str:
+        """`at`: the rung epochs this setting gives, as the scheduler places them (`replay_scheduler`)."""
         if self.neighbours is None:
             return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
         margin = f" or within {self.margin:g} of its score" if self.margin else ""
@@ -141,6 +142,14 @@ def prepare(args: argparse.Namespace, spec: SweepSpec) -> None:
             print(f"{m}: shipped backbone, source validation accuracy {res.val_acc:.3f}", flush=True)
 
 
+def replay_scheduler(spec: SweepSpec) -> CellScheduler:
+    """The scheduler a sweep of `spec` runs with: where its rungs fall is its own `rungs_for`."""
+    scheduler = early_stopping_scheduler(spec, "replay")
+    if scheduler is None:
+        raise ValueError("the spec's early stopping is off: nothing to replay")
+    return scheduler
+
+
 def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int]:
     """The last epoch each trial runs under the spec's early stopping, from the scheduler's own decisions."""
     cells: dict[tuple[str, str, str], dict[str, Member]] = {}
@@ -151,9 +160,7 @@ def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str
         m.merge(rec)
         cells.setdefault(rec.cell, {})[rec.trial_id] = m
         last[rec.trial_id] = m.reached
-    scheduler = early_stopping_scheduler(spec, "replay")
-    if scheduler is None:
-        raise ValueError("the spec's early stopping is off: nothing to replay")
+    scheduler = replay_scheduler(spec)
     rule = spec.early_stopping.keep_rule()
     for members in cells.values():
         planned = max(m.reached for m in members.values())
@@ -293,7 +300,8 @@ def main() -> None:
             for setting in settings:
                 es = grid_spec(args, lrs=lrs, setting=setting)
                 stopped = figures(t, e, stop_epochs(es, t, e))
-                lines.append(compare(f"  {setting.describe(full_spec.epochs or 1)}", full, stopped))
+                at = replay_scheduler(es).rungs_for(full_spec.epochs or 1)
+                lines.append(compare(f"  {setting.describe(at)}", full, stopped))
             if args.against:
                 other = figures(*subset(read_trials(args.against), read_epochs(args.against), lrs), None)
                 lines.append(f"  the full grid of {args.against} against this one: {agreement(full, other)}")
@@ -312,10 +320,11 @@ def main() -> None:
             live_t, live_e = read_trials(work / "results" / "live-True"), read_epochs(work / "results" / "live-True")
             stopped = sum(1 for r in live_t.to_pylist() if r["status"] == TrialStatus.STOPPED)
             es = grid_spec(args, lrs=live_lrs, setting=settings[0])
+            at = replay_scheduler(es).rungs_for(full_spec.epochs or 1)
             replayed = figures(full_t, full_e, stop_epochs(es, full_t, full_e))
             full, live = figures(full_t, full_e, None), figures(live_t, live_e, None)
             lines += [
-                f"{args.live_grid} grid live, {args.seeds} seed(s), {settings[0].describe(full_spec.epochs or 1)}: "
+                f"{args.live_grid} grid live, {args.seeds} seed(s), {settings[0].describe(at)}: "
                 f"{walls[True]:.0f} s wall with early stopping ({stopped} trials stopped) against {walls[False]:.0f} s "
                 f"without ({1 - walls[True] / walls[False]:.1%} saved, pausing and restoring included); the driver "
                 f"process (Tune's controller, the results store) used {driver_cpu[True]:.0f} s of CPU against "
