@@ -7,6 +7,7 @@ port Ray would otherwise take at a fixed default gets a free one, so two local c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -27,9 +28,17 @@ _PORT_FLAGS = (
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: all are held at once while chosen, since a port released and asked for again may
+    come back (Ray refuses a node whose components were given the same port)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def ray_executable() -> str:
@@ -58,16 +67,16 @@ class LocalRayNode:
         dashboard: bool = True,
         extra_args: list[str] | None = None,
     ) -> LocalRayNode:
-        gcs_port = free_port()
-        cmd = ["--head", f"--port={gcs_port}", f"--ray-client-server-port={free_port()}"]
+        gcs_port, client_port, dash_port, *node_ports = free_ports(3 + len(_PORT_FLAGS))
+        cmd = ["--head", f"--port={gcs_port}", f"--ray-client-server-port={client_port}"]
         dashboard_url = None
         if dashboard:
-            dash_port = free_port()
             cmd += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}"]
             dashboard_url = f"http://127.0.0.1:{dash_port}"
         else:
             cmd += ["--include-dashboard=false"]
-        return cls._launch(cmd, temp_dir, log, env, num_cpus, extra_args, f"127.0.0.1:{gcs_port}", dashboard_url)
+        gcs_address = f"127.0.0.1:{gcs_port}"
+        return cls._launch(cmd, node_ports, temp_dir, log, env, num_cpus, extra_args, gcs_address, dashboard_url)
 
     @classmethod
     def start_worker(
@@ -81,12 +90,14 @@ class LocalRayNode:
         extra_args: list[str] | None = None,
     ) -> LocalRayNode:
         """A node that joins the cluster whose head's GCS is at `address` (host:port)."""
-        return cls._launch([f"--address={address}"], temp_dir, log, env, num_cpus, extra_args, address, None)
+        role = [f"--address={address}"]
+        return cls._launch(role, free_ports(len(_PORT_FLAGS)), temp_dir, log, env, num_cpus, extra_args, address, None)
 
     @classmethod
     def _launch(
         cls,
         role_args: list[str],
+        node_ports: list[int],  # one per `_PORT_FLAGS`, distinct from each other and from the role's
         temp_dir: Path,
         log: Path,
         env: dict[str, str] | None,
@@ -103,7 +114,7 @@ class LocalRayNode:
             f"--temp-dir={temp_dir}",
             "--num-gpus=0",
             "--disable-usage-stats",
-            *(f"--{f}={free_port()}" for f in _PORT_FLAGS),
+            *(f"--{f}={port}" for f, port in zip(_PORT_FLAGS, node_ports, strict=True)),
         ]
         if num_cpus is not None:
             cmd.append(f"--num-cpus={num_cpus}")
