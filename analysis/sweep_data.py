@@ -15,7 +15,7 @@ from orchestrator import EPOCHS_SCHEMA, PROBE_SCHEMA, TRIALS_SCHEMA, Location, r
 from worker import catalog
 from worker.config import PAPER_PRECISION
 from worker.records import CONSTANT_SUFFIX, METRICS
-from worker.selection import EPOCH_COLUMNS, CellResult, Progress, select_cells, sweep_progress
+from worker.selection import SELECTION_COLUMNS, CellResult, Progress, select_cells, sweep_progress
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class SweepData:
 
     @cached_property
     def cells(self) -> list[CellResult]:
-        cells = select_cells(self.trials.to_pylist(), self.epochs.select(list(EPOCH_COLUMNS)).to_pylist())
+        cells = select_cells(self.trials.to_pylist(), self.epochs.select(list(SELECTION_COLUMNS)).to_pylist())
         return [replace(c, chance=self.chance.get(c.dataset, {})) for c in cells]
 
     @cached_property

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from orchestrator.storage import LATER_COLUMN
-from worker.records import EpochReport, LayerGradient, TrialSummary, record_fields
+from worker.records import TIE_BREAK, EpochReport, LayerGradient, TrialSummary, record_fields
 
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 JSON_SUFFIX = "_json"
@@ -47,13 +47,18 @@ def is_mapping(tp: Any) -> bool:
     return typing.get_origin(_base(tp)) in (Mapping, dict)
 
 
-def record_columns(record: type) -> list[pa.Field]:
-    """One column per field of `record`, its description in the field's metadata."""
+def record_columns(record: type, later: frozenset[str] = frozenset()) -> list[pa.Field]:
+    """One column per field of `record`, its description in the field's metadata; the fields named in `later` were
+    added after files were first written (`later_column`)."""
     out = []
     for name, tp, doc in record_fields(record):
         base = _base(tp)
         column, kind = (name + JSON_SUFFIX, pa.string()) if is_mapping(base) else (name, _ARROW[base])
-        out.append(pa.field(column, kind, metadata={"doc": doc} if doc else None))
+        out.append(
+            later_column(column, kind, doc)
+            if name in later
+            else pa.field(column, kind, metadata={"doc": doc} if doc else None)
+        )
     return out
 
 
@@ -85,7 +90,9 @@ TRIALS_SCHEMA = pa.schema(
     ]
 )
 EPOCHS_SCHEMA = pa.schema(
-    IDENTITY_FIELDS + record_columns(EpochReport) + [pa.field("reported_at", pa.timestamp("ms", tz="UTC"))]
+    IDENTITY_FIELDS
+    + record_columns(EpochReport, later=frozenset({TIE_BREAK}))
+    + [pa.field("reported_at", pa.timestamp("ms", tz="UTC"))]
 )
 PROBE_SCHEMA = pa.schema(
     [pa.field("sweep_id", pa.string()), pa.field("model", pa.string()), pa.field("dataset", pa.string())]

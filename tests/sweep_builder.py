@@ -48,6 +48,7 @@ class SweepBuilder:
         trial_metrics: Epoch | None = None,
         precision: str | None = "fp32",
         chance: Epoch | None = None,
+        losses: Sequence[float] | None = None,
     ) -> str:
         tid = f"{model}-{dataset}-{method}-{lr:g}-{seed}"
         ident = dict(sweep_id="s", trial_id=tid, model=model, dataset=dataset, method=method, lr=lr, seed=seed)
@@ -61,6 +62,8 @@ class SweepBuilder:
         for i, values in enumerate(curve, start=1):
             e = {name: None for name in EPOCHS_SCHEMA.names}
             e.update(ident, epoch=i, **_metrics(values), is_best=False, reported_at=NOW)
+            if losses is not None:  # the ID validation loss of each epoch, the selection rule's tie-break
+                e["id_val_loss"] = losses[i - 1]
             if chance is not None:  # the worker's split metrics, with the best constant prediction's beside them
                 where = catalog.get_dataset(dataset).metrics
                 split = {where[m]: v for m, v in _metrics(values).items()}

@@ -39,7 +39,17 @@ TrialStatusName = Literal["pending", "running", "completed", "diverged", "stoppe
 
 METRICS = ("id_val", "id_test", "ood_test")  # fractions in [0, 1]; each dataset maps them to "<split>/<metric>"
 SELECTION_METRIC = "id_val"  # the only metric that chooses anything: epochs, LRs, early stops. Never OOD.
+TIE_BREAK = "id_val_loss"  # lower wins where SELECTION_METRIC ties exactly (a saturated split: 100% at several LRs)
+LOSS = "loss"  # "<split>/loss": the split's mean cross-entropy, an evaluation record beside its metrics
 CONSTANT_SUFFIX = "@constant"  # "<split>/<metric>@constant": the best score of one class predicted for every image
+
+
+def loss_key(metric_key: str) -> str:
+    """ "val/weighted_acc" -> "val/loss": the loss recorded for the split a "<split>/<metric>" key is measured on."""
+    split, _, metric = metric_key.rpartition("/")
+    if not split or not metric:
+        raise ValueError(f"a metric key is '<split>/<metric>', got {metric_key!r}")
+    return f"{split}/{LOSS}"
 
 
 def _doc(text: str, default: Any = None) -> Any:
@@ -57,6 +67,9 @@ class EpochReport:
     id_val: float | None = _doc("the dataset's selection metric (catalog metrics.id_val)")
     id_test: float | None = _doc("the dataset's reported ID metric")
     ood_test: float | None = _doc("the dataset's reported OOD metric")
+    id_val_loss: float | None = _doc(
+        "cross-entropy on the id_val split, its groups weighted as id_val weighs them: breaks exact id_val ties"
+    )
     split_metrics: Mapping[str, float | None] = field(
         default_factory=dict, metadata={"doc": "every evaluation split's metrics, keyed '<split>/<metric>'"}
     )
@@ -67,7 +80,7 @@ class EpochReport:
     peak_memory_bytes: int | None = _doc("CUDA allocator peak on GPU, resident-set high-water mark on CPU")
     trainable_params: int | None = _doc("parameters the optimizer updates")
     frozen_params: int | None = _doc("parameters held fixed")
-    best_epoch: int | None = _doc("the epoch with the best id_val so far (earliest on ties)")
+    best_epoch: int | None = _doc("the epoch with the best id_val so far (ties: lower id_val_loss, then earliest)")
     is_best: bool = _doc("this epoch is best_epoch", False)
 
     @classmethod
@@ -95,7 +108,9 @@ class TrialSummary:
     status: str = _doc("one of TrialStatus.ALL", TrialStatus.PENDING)
     epochs_planned: int = _doc("epochs the trial runs unless stopped", 0)
     epochs_done: int = _doc("epochs trained and evaluated", 0)
-    best_epoch: int | None = _doc("the epoch with the best id_val (earliest on ties); null before any")
+    best_epoch: int | None = _doc(
+        "the epoch with the best id_val (ties: lower id_val_loss, then earliest); null before any"
+    )
     id_val: float | None = _doc("at best_epoch")
     id_test: float | None = _doc("at best_epoch")
     ood_test: float | None = _doc("at best_epoch")

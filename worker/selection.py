@@ -1,10 +1,12 @@
 """The paper's selection rule and a sweep's progress, as pure functions over trial and epoch records.
 
-- Best epoch: a trial's result is its epoch with the highest ID validation metric; ties go to the earliest;
-  an epoch without a finite ID validation metric (a diverged one) never counts. LP-FT on Waterbirds reports its
+- Best epoch: a trial's result is its epoch with the highest ID validation metric; an exact tie goes to the lower
+  ID validation loss (`TIE_BREAK`), then to the earliest epoch; an epoch without a finite ID validation metric (a
+  diverged one) never counts. LP-FT on Waterbirds reports its
   last epoch instead, as the paper did (the catalog's `lp_ft.last_epoch_on`).
 - LR choice: per (model, dataset, method) cell, each LR's trials are averaged over seeds and the LR with the
-  best *mean* ID validation metric is chosen (ties: the smaller LR). Its mean metrics are reported with a 90%
+  best *mean* ID validation metric is chosen; an exact tie (a saturated split: 100% at several LRs) goes to the
+  lower mean ID validation loss, then to the smaller LR. Its mean metrics are reported with a 90%
   interval 1.645 sd / sqrt(n) (sample sd) when there is more than one seed. OOD never takes part in a choice.
 - Progress: trials by status, epochs run, the share of the planned work that is settled, the time left.
 
@@ -24,14 +26,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from worker import catalog
-from worker.records import METRICS, SELECTION_METRIC, TrialStatus, TrialSummary, is_finite
+from worker.records import METRICS, SELECTION_METRIC, TIE_BREAK, TrialStatus, TrialSummary, is_finite
 
 Z90 = 1.645  # two-sided 90% normal quantile
 CellStatus = Literal["ok", "incomplete", "no_result"]
 Row = Mapping[str, Any]
 
 _IDENTITY = ("trial_id", "model", "dataset", "method", "lr", "seed")
-EPOCH_COLUMNS = (*_IDENTITY, "epoch", *METRICS)  # what the rule reads of an epochs row
+EPOCH_COLUMNS = (*_IDENTITY, "epoch", *METRICS)  # what the rule needs of an epochs row
+SELECTION_COLUMNS = (*EPOCH_COLUMNS, TIE_BREAK)  # what it reads: the tie-break is null in sweeps older than it
 NO_METRICS = "completed (no metrics)"  # a trial whose status has a result but whose rows hold no metric
 
 
@@ -52,15 +55,20 @@ def reports_last_epoch(method: str, dataset: str) -> bool:
         return False
 
 
+def _tie_break(value: Any) -> float:
+    """The tie-break as a score to maximise: minus the loss; a missing one (an older record) ranks last."""
+    return -float(value) if is_finite(value) else -math.inf
+
+
 def best_epoch(reports: Iterable[Row], *, last: bool = False) -> Row | None:
-    """The report of the best epoch: the highest ID validation metric, the earliest epoch on ties; with `last`,
-    the last evaluated epoch."""
+    """The report of the best epoch: the highest ID validation metric, on an exact tie the lower ID validation
+    loss, then the earliest epoch; with `last`, the last evaluated epoch."""
     evaluated = [r for r in reports if is_evaluated(r)]
     if not evaluated:
         return None
     if last:
         return max(evaluated, key=lambda r: r["epoch"])
-    return max(evaluated, key=lambda r: (r[SELECTION_METRIC], -r["epoch"]))
+    return max(evaluated, key=lambda r: (r[SELECTION_METRIC], _tie_break(r.get(TIE_BREAK)), -r["epoch"]))
 
 
 def summarize_trial(
@@ -114,6 +122,7 @@ class LrSummary:
     diverged: bool
     metrics: Mapping[str, MetricSummary | None]  # keyed by METRICS
     chosen: bool = False
+    tie_break: float | None = None  # mean ID validation loss at the best epochs; None unless every result has one
 
     @property
     def eligible(self) -> bool:
@@ -227,6 +236,7 @@ def trial_results(trials: Iterable[Row], epochs: Iterable[Row]) -> list[dict[str
         b = best.get(rec["trial_id"])
         source = b if b is not None else rec if all(is_finite(rec.get(m)) for m in METRICS) else {}
         result.update({m: (float(source[m]) if is_finite(source.get(m)) else None) for m in METRICS})
+        result[TIE_BREAK] = float(b[TIE_BREAK]) if b is not None and is_finite(b.get(TIE_BREAK)) else None
         result["best_epoch"] = b["epoch"] if b is not None else None
         out.append(result)
     return out
@@ -248,7 +258,13 @@ def _lr_summary(lr: float, recs: list[Row]) -> LrSummary:
         statuses=dict(sorted(statuses.items())),
         diverged=any(r["status"] == TrialStatus.DIVERGED for r in recs),
         metrics={m: summarize([r[m] for r in ok]) if ok else None for m in METRICS},
+        tie_break=_mean_tie_break(ok),
     )
+
+
+def _mean_tie_break(ok: list[Row]) -> float | None:
+    losses = [float(r[TIE_BREAK]) for r in ok if is_finite(r.get(TIE_BREAK))]
+    return sum(losses) / len(losses) if ok and len(losses) == len(ok) else None
 
 
 def _n_missing(s: LrSummary) -> int:
@@ -290,6 +306,15 @@ def _notes(summaries: list[LrSummary], chosen: LrSummary | None) -> list[str]:
                 "an early-stopped LR had a higher ID validation score on an early epoch; "
                 f"lr {format_lr(chosen.lr)}, which ran to the end, is chosen"
             )
+    tied = _tied(summaries, chosen)
+    if len(tied) > 1:
+        lrs = ", ".join(format_lr(s.lr) for s in tied)
+        how = (
+            f"lr {format_lr(chosen.lr)} has the lowest mean ID validation loss ({chosen.tie_break:.3g})"
+            if chosen.tie_break is not None
+            else f"with no ID validation loss recorded, the smallest (lr {format_lr(chosen.lr)}) is chosen"
+        )
+        notes.append(f"lr {lrs} tie at {_score(chosen):.1%} ID validation; {how}")
     if len(summaries) == 1:
         notes.append(f"only one LR ({format_lr(chosen.lr)}) was run: the choice is not tested against others")
     return notes  # a choice at an edge of the grid is `CellResult.edge_side`: the tables list those cells together
@@ -302,7 +327,8 @@ def _epoch_rule_note(model: str, dataset: str, method: str) -> tuple[str, ...]:
 
 
 def choose_lr(summaries: Sequence[LrSummary]) -> LrSummary | None:
-    """The eligible LR with the best mean ID validation metric; `summaries` ascend by LR, so ties go to the smaller.
+    """The eligible LR with the best mean ID validation metric; on an exact tie the lower mean ID validation loss
+    (where every tied LR has one), then the smaller LR (`summaries` ascend by LR).
 
     An LR whose trials ran to the end always wins over one with an early-stopped seed, whatever their numbers: a
     stopped trial's best epoch is an early epoch, not a result of the protocol (the paper ran every trial to the
@@ -310,16 +336,24 @@ def choose_lr(summaries: Sequence[LrSummary]) -> LrSummary | None:
     """
     eligible = [s for s in summaries if s.eligible]
     full = [s for s in eligible if not s.stopped_early]
-    chosen: LrSummary | None = None
-    for s in full or eligible:
-        if chosen is None or _score(s) > _score(chosen):
-            chosen = s
-    return chosen
+    candidates = full or eligible
+    best = max((_score(s) for s in candidates), default=None)
+    tied = [s for s in candidates if _score(s) == best]
+    if len(tied) > 1 and all(s.tie_break is not None for s in tied):
+        return min(tied, key=lambda s: s.tie_break)  # type: ignore[arg-type, return-value]
+    return tied[0] if tied else None
 
 
 def _score(s: LrSummary) -> float:
     value = s.mean(SELECTION_METRIC)
     return -math.inf if value is None else value
+
+
+def _tied(summaries: Sequence[LrSummary], chosen: LrSummary) -> list[LrSummary]:
+    """The LRs the choice was made among that score exactly as the chosen one, itself included."""
+    return [
+        s for s in summaries if s.eligible and s.stopped_early == chosen.stopped_early and _score(s) == _score(chosen)
+    ]
 
 
 def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:

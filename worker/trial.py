@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from worker import catalog
@@ -38,7 +39,7 @@ from worker.methods import (
 )
 from worker.models import BuiltModel
 from worker.precision import autocast_for
-from worker.records import METRICS, EpochReport, TrialStatus, TrialSummary
+from worker.records import METRICS, SELECTION_METRIC, TIE_BREAK, EpochReport, TrialStatus, TrialSummary, loss_key
 from worker.selection import best_epoch, summarize_trial
 
 CHECKPOINT_FILE = "trial_state.pt"
@@ -203,15 +204,17 @@ def evaluate(
     model.eval()
     out: dict[str, float] = {}
     for name, loader in loaders.items():
-        preds, labels, groups = [], [], []
+        preds, labels, groups, losses = [], [], [], []
         for x, y, g in loader:
             x = x.to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_for(device, precision):
                 logits = model(x)
+            y = torch.as_tensor(y)
             preds.append(logits.argmax(dim=1).cpu())
-            labels.append(torch.as_tensor(y))
+            losses.append(F.cross_entropy(logits.float(), y.to(logits.device), reduction="none").cpu())
+            labels.append(y)
             groups.append(torch.as_tensor(g))
         out.update(
             score_split(
@@ -221,6 +224,7 @@ def evaluate(
                 torch.cat(groups),
                 bundle.group_weights,
                 bundle.num_classes,
+                losses=torch.cat(losses),
             )
         )
     return out
@@ -243,6 +247,7 @@ def _run_epoch(t: _Setup, ps: _PhaseState, epoch: int, history: list[dict[str, A
     )
     t_epoch = time.perf_counter() - t0
     metrics = {m: split_metrics.get(t.dataset.metrics[m]) for m in METRICS}
+    metrics[TIE_BREAK] = split_metrics.get(loss_key(t.dataset.metrics[SELECTION_METRIC]))
     best = best_epoch([*history, {"epoch": epoch, **metrics}], last=t.method.reports_last_epoch(t.dataset.key))
     status = TrialStatus.DIVERGED if not finite else TrialStatus.COMPLETED if epoch == t.epochs else TrialStatus.RUNNING
     return EpochReport(

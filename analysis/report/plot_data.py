@@ -15,7 +15,7 @@ import pandas as pd
 from analysis import labels
 from analysis.sweep_data import SweepData
 from analysis.tables import build_from
-from worker.selection import CellResult, MetricSummary
+from worker.selection import CellResult, MetricSummary, best_epoch, reports_last_epoch
 
 MAX_TRAINING_PANELS = 240  # above this, training curves show the chosen LR of each cell only
 PROBE_MEASURES = {
@@ -176,7 +176,7 @@ def training_curves(data: SweepData, limit: int = MAX_TRAINING_PANELS) -> tuple[
     out = []
     for t in trials.to_dict("records"):
         g = per_trial.get(t["trial_id"], pd.DataFrame(columns=epochs.columns))
-        best = _best_epoch(g, t.get("best_epoch"))
+        best = _best_epoch(g, t)
         out.append(
             TrialCurve(
                 trial_id=str(t["trial_id"]),
@@ -197,13 +197,12 @@ def training_curves(data: SweepData, limit: int = MAX_TRAINING_PANELS) -> tuple[
     return out, note
 
 
-def _best_epoch(g: pd.DataFrame, recorded: Any) -> int | None:
-    """The best-ID-validation epoch from the epoch rows (earliest on ties), else the trial row's own."""
-    vals = [(_num(v), int(e)) for v, e in zip(g["id_val"], g["epoch"], strict=True)]
-    vals = [(v, e) for v, e in vals if v is not None]
-    if vals:
-        return max(vals, key=lambda ve: (ve[0], -ve[1]))[1]
-    f = _num(recorded)
+def _best_epoch(g: pd.DataFrame, trial: dict[str, Any]) -> int | None:
+    """The best epoch by the selection rule from the epoch rows, else the one the trial row records."""
+    best = best_epoch(g.to_dict("records"), last=reports_last_epoch(trial["method"], trial["dataset"]))
+    if best is not None:
+        return int(best["epoch"])
+    f = _num(trial.get("best_epoch"))
     return None if f is None else int(f)
 
 

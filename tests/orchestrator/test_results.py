@@ -233,6 +233,21 @@ def test_a_file_written_before_the_precision_column_reads_it_as_null(tmp_path: P
         read_trials(tmp_path)
 
 
+def test_the_id_val_loss_is_stored_and_an_older_epochs_file_reads_it_as_null(tmp_path: Path) -> None:
+    c = configs()[0]
+    store = ResultsStore(tmp_path, "s", configs())
+    store.start(c.trial_id())
+    store.record_epoch(c.trial_id(), dataclasses.replace(report(1, 1.0), id_val_loss=0.3))
+    store.record_epoch(c.trial_id(), dataclasses.replace(report(2, 1.0, status="completed"), id_val_loss=0.1))
+    store.flush()
+    assert read_epochs(tmp_path).column("id_val_loss").to_pylist() == [0.3, 0.1]
+    assert read_trials(tmp_path).to_pylist()[0]["best_epoch"] == 2  # 100% twice: the lower loss wins the tie
+    old = pq.read_table(tmp_path / EPOCHS_FILE).drop_columns(["id_val_loss"])
+    pq.write_table(old, tmp_path / EPOCHS_FILE)
+    table = read_epochs(tmp_path)
+    assert table.schema == EPOCHS_SCHEMA and table.column("id_val_loss").to_pylist() == [None, None]
+
+
 def test_readers_return_empty_tables_with_the_schema(tmp_path: Path) -> None:
     assert read_trials(tmp_path / "none").schema == TRIALS_SCHEMA
     assert read_epochs(tmp_path / "none").num_rows == 0

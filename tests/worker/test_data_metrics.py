@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worker.data import EvalSplit, compute_split_metrics, score_split
+from worker.data import EvalSplit, compute_split_metrics, score_split, split_loss
 
 GROUP = ("acc", "weighted_acc", "worst_group_acc")
 
@@ -72,3 +72,15 @@ def test_each_metric_comes_with_the_best_a_constant_prediction_scores() -> None:
     assert out["test/worst_group_acc@constant"] == 0.0
     assert out["test/weighted_acc@constant"] == pytest.approx((3498 + 184) / (3498 + 184 + 56 + 1057))
     assert set(out) == {f"test/{m}{s}" for m in GROUP for s in ("", "@constant")}
+
+
+def test_the_loss_is_the_mean_cross_entropy_weighted_as_the_split_weighs_its_accuracy() -> None:
+    plain = _split("id_val", ("acc",))
+    losses, groups = torch.tensor([0.1, 0.3, 0.5, 0.7]), torch.tensor([0, 0, 1, 1])
+    assert split_loss(plain, losses, groups, None) == {"id_val/loss": pytest.approx(0.4)}
+    weighted = _split("val", ("weighted_acc",))  # group 0 weighs 3x group 1, as in the training set
+    assert split_loss(weighted, losses, groups, {0: 3.0, 1: 1.0}) == {"val/loss": pytest.approx((3 * 0.2 + 0.6) / 4)}
+    scored = score_split(plain, torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 1, 1]), groups, None, 2, losses=losses)
+    assert scored["id_val/loss"] == pytest.approx(0.4) and "id_val/loss@constant" not in scored
+    with pytest.raises(ValueError, match="losses and groups must be 1-D of one non-zero length"):
+        split_loss(plain, torch.tensor([]), torch.tensor([]), None)

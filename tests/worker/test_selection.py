@@ -184,12 +184,46 @@ def test_trial_row_metrics_are_used_when_a_trial_has_no_epoch_rows() -> None:
     assert any("completed (no metrics)" in n for n in c.notes)
 
 
-def test_ties_in_mean_id_val_go_to_the_smaller_lr() -> None:
-    b = SweepBuilder()
+def test_ties_in_mean_id_val_without_a_recorded_loss_go_to_the_smaller_lr() -> None:
+    b = SweepBuilder()  # a sweep written before the loss was recorded
     for lr, ood in ((1e-4, 0.1), (3e-4, 0.2), (1e-3, 0.3), (3e-3, 0.4)):
         v = 0.9 if lr in (3e-4, 1e-3) else 0.5
         b.add("tiny_vit", "synth_style", "sgd", lr, curve=[(v, v, ood)])
-    assert _one(b).chosen_lr == 3e-4
+    c = _one(b)
+    assert c.chosen_lr == 3e-4
+    assert "lr 3e-4, 1e-3 tie at 90.0% ID validation; with no ID validation loss recorded, the smallest" in c.notes[0]
+
+
+def test_an_exact_tie_in_mean_id_val_goes_to_the_lower_mean_id_val_loss() -> None:
+    b = SweepBuilder()  # a saturated split: three LRs at 100% for both seeds; OOD never breaks the tie
+    for lr, losses, ood in ((1e-3, (0.30, 0.20), 0.99), (3e-3, (0.06, 0.04), 0.7), (1e-2, (0.08, 0.10), 0.8)):
+        for seed, loss in enumerate(losses):
+            b.add("tiny_bit", "synth_spurious", "sgd", lr, seed, curve=[(1.0, 1.0, ood)], losses=[loss])
+    b.add("tiny_bit", "synth_spurious", "sgd", 3e-2, 0, curve=[(0.9, 0.9, 0.9)], losses=[0.01])
+    b.add("tiny_bit", "synth_spurious", "sgd", 3e-2, 1, curve=[(0.9, 0.9, 0.9)], losses=[0.01])
+    c = _one(b)
+    assert c.chosen_lr == 3e-3 and not c.edge_flag
+    assert c.mean("ood_test") == pytest.approx(0.7)
+    assert [s.tie_break for s in c.per_lr] == pytest.approx([0.25, 0.05, 0.09, 0.01])
+    assert c.notes == (
+        "lr 1e-3, 3e-3, 1e-2 tie at 100.0% ID validation; lr 3e-3 has the lowest mean ID validation loss (0.05)",
+    )
+
+
+def test_a_tie_with_an_lr_lacking_the_loss_goes_to_the_smaller_lr() -> None:
+    b = SweepBuilder()  # an extension's LRs run after the loss was recorded, beside trials from before it
+    b.add("tiny_bit", "synth_spurious", "sgd", 1e-3, curve=[(1.0, 1.0, 0.9)])
+    b.add("tiny_bit", "synth_spurious", "sgd", 3e-3, curve=[(1.0, 1.0, 0.8)], losses=[0.01])
+    b.add("tiny_bit", "synth_spurious", "sgd", 1e-2, curve=[(0.5, 0.5, 0.8)], losses=[0.01])
+    assert _one(b).chosen_lr == 1e-3
+
+
+def test_the_loss_only_breaks_exact_ties() -> None:
+    b = SweepBuilder()
+    b.add("tiny_bit", "synth_spurious", "sgd", 1e-3, curve=[(0.99, 0.99, 0.9)], losses=[0.9])
+    b.add("tiny_bit", "synth_spurious", "sgd", 3e-3, curve=[(0.98, 0.98, 0.8)], losses=[0.01])
+    c = _one(b)
+    assert c.chosen_lr == 1e-3 and not any("tie" in n for n in c.notes)
 
 
 def test_cells_are_separate_per_model_dataset_method() -> None:
@@ -234,6 +268,21 @@ def test_best_epoch_is_the_earliest_of_the_highest_and_ignores_unevaluated_epoch
     ]
     assert best_epoch(reports)["epoch"] == 2
     assert best_epoch([{"epoch": 1, "id_val": None}]) is None and best_epoch([]) is None
+
+
+def test_best_epoch_ties_go_to_the_lower_id_val_loss_then_the_earliest() -> None:
+    reports = [
+        {"epoch": 1, "id_val": 1.0, "id_val_loss": 0.30},
+        {"epoch": 2, "id_val": 1.0, "id_val_loss": 0.05},
+        {"epoch": 3, "id_val": 1.0, "id_val_loss": 0.05},
+        {"epoch": 4, "id_val": 0.9, "id_val_loss": 0.01},
+        {"epoch": 5, "id_val": 1.0, "id_val_loss": None},  # a report from before the loss was recorded
+    ]
+    assert best_epoch(reports)["epoch"] == 2
+    b = SweepBuilder()
+    b.add("tiny_bit", "synth_spurious", "sgd", 1e-3, curve=[(1.0, 0.8, 0.5), (1.0, 0.9, 0.6)], losses=[0.2, 0.1])
+    assert trial_results(b.trials, b.epochs)[0]["best_epoch"] == 2
+    assert trial_results(b.trials, b.epochs)[0]["id_val_loss"] == pytest.approx(0.1)
 
 
 def test_summary_is_the_best_epoch_with_time_and_memory_of_every_epoch() -> None:

@@ -71,11 +71,15 @@ def test_every_epoch_reports_every_key_and_the_best_epoch(data_root: Path) -> No
             "id_val/acc@constant",
             "id_test/acc@constant",
             "ood_test/acc@constant",
+            "id_val/loss",
+            "id_test/loss",
+            "ood_test/loss",
         }
+        assert r["id_val_loss"] == r["split_metrics"]["id_val/loss"] > 0  # the selection rule's tie-break
         assert r["split_metrics"]["id_test/acc@constant"] >= 0.1  # 10 classes: the largest class's share
         assert r["train_images_per_s"] > 0 and r["peak_memory_bytes"] > 0
     assert [r["status"] for r in rec.reports] == ["running", "running", TrialStatus.COMPLETED]
-    best = max(rec.reports, key=lambda r: (r["id_val"], -r["epoch"]))
+    best = max(rec.reports, key=lambda r: (r["id_val"], -r["id_val_loss"], -r["epoch"]))
     assert summary.best_epoch == best["epoch"]
     assert summary.id_val == best["id_val"] and summary.ood_test == best["ood_test"]
     assert sum(r["is_best"] for r in rec.reports) >= 1

@@ -8,7 +8,7 @@ write_waterbirds(root, items)            # the same layout, from in-memory image
 from worker.data.bundle import DatasetBundle, EvalSplit
 from worker.data.errors import DataLayoutError, ImageReadError
 from worker.data.load import check_layout, load_dataset
-from worker.data.metrics import compute_split_metrics, score_split
+from worker.data.metrics import compute_split_metrics, score_split, split_loss
 from worker.data.transforms import build_transforms
 from worker.data.write_common import LabeledImage
 from worker.data.write_folders import write_domainnet, write_imagenet_living17
@@ -25,6 +25,7 @@ __all__ = [
     "compute_split_metrics",
     "load_dataset",
     "score_split",
+    "split_loss",
     "write_camelyon",
     "write_domainnet",
     "write_fmow",

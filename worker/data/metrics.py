@@ -10,16 +10,16 @@ from __future__ import annotations
 import torch
 
 from worker.data.bundle import ACC, GROUP_METRICS, WEIGHTED_ACC, WORST_GROUP_ACC, EvalSplit
-from worker.records import CONSTANT_SUFFIX
+from worker.records import CONSTANT_SUFFIX, LOSS
 
 
-def _group_accuracies(correct: torch.Tensor, groups: torch.Tensor) -> dict[int, float]:
+def _group_means(values: torch.Tensor, groups: torch.Tensor) -> dict[int, float]:
     out = {}
     for g in torch.unique(groups).tolist():
         if g < 0:
             continue
         mask = groups == g
-        out[int(g)] = correct[mask].double().mean().item()
+        out[int(g)] = values[mask].double().mean().item()
     return out
 
 
@@ -62,7 +62,7 @@ def compute_split_metrics(
     correct = preds.long() == labels.long()
     out = {f"{split.name}/{ACC}": correct.double().mean().item()} if ACC in split.metrics else {}
     if WEIGHTED_ACC in split.metrics or WORST_GROUP_ACC in split.metrics:
-        per_group = _group_accuracies(correct, groups.long())
+        per_group = _group_means(correct, groups.long())
         if not per_group:
             raise ValueError(f"split {split.name!r} reports group metrics but no example has a group (all -1)")
         if WEIGHTED_ACC in split.metrics:
@@ -74,6 +74,24 @@ def compute_split_metrics(
     return out
 
 
+def split_loss(
+    split: EvalSplit, losses: torch.Tensor, groups: torch.Tensor, group_weights: dict[int, float] | None
+) -> dict[str, float]:
+    """{"<split>/loss": mean cross-entropy}, its groups weighted as the split's weighted accuracy weighs them when it
+    reports one, so that the loss breaks ties of the metric it stands beside on the same footing."""
+    losses, groups = torch.as_tensor(losses), torch.as_tensor(groups)
+    if losses.ndim != 1 or losses.shape != groups.shape or losses.numel() == 0:
+        raise ValueError(
+            f"split {split.name!r}: losses and groups must be 1-D of one non-zero length, got shapes "
+            f"{tuple(losses.shape)}, {tuple(groups.shape)}"
+        )
+    if WEIGHTED_ACC in split.metrics and group_weights is not None:
+        value = _weighted(_group_means(losses, groups.long()), group_weights, split.name)
+    else:
+        value = losses.double().mean().item()
+    return {f"{split.name}/{LOSS}": value}
+
+
 def score_split(
     split: EvalSplit,
     preds: torch.Tensor,
@@ -81,13 +99,17 @@ def score_split(
     groups: torch.Tensor,
     group_weights: dict[int, float] | None,
     num_classes: int,
+    losses: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """The split's metrics, and beside each the best any constant prediction scores on the same images.
+    """The split's metrics, beside each the best any constant prediction scores on the same images, and with
+    per-image `losses` the split's loss (`split_loss`).
 
     A model at or below that level has learned nothing the metric can see (55.5% where 55.5% of the images are
     one class; a worst-group accuracy of 0 where every constant misses a whole group): the tables mark such cells.
     """
     out = compute_split_metrics(split, preds, labels, groups, group_weights)
+    if losses is not None:
+        out.update(split_loss(split, losses, groups, group_weights))
     labels, groups = torch.as_tensor(labels), torch.as_tensor(groups)
     best: dict[str, float] = {}
     for c in range(num_classes):
