@@ -10,9 +10,10 @@ split (and, for DomainNet, one domain). `worker.synthetic.generate` turns them i
 - style (DomainNet): digits 0-9. ID "sketch": dark outlines on paper; OOD "real": filled or textured glyphs on
   coloured textured backgrounds, at a lower contrast (`REAL_CONTRAST`) than the sketches' ink on paper, so that
   the shift costs every backbone some accuracy rather than handing it the filled shapes it was pretrained on.
-- stain (Camelyon17): "tumour" patches have few large irregular nuclei, "normal" ones many small round nuclei
-  (about the same stained area, so size/texture is the cue). Centers 0, 3, 4 share one stain and sharp focus;
-  centers 1 (OOD val) and 2 (OOD test) have swapped tints and blur.
+- stain (Camelyon17): "tumour" patches have few large irregular darker nuclei, "normal" ones many small round
+  paler nuclei (about the same stained area, so size, shape and stain uptake are the cues; their uptakes do not
+  overlap, so a backbone whose first layers stay frozen still sees the class). Centers 0, 3, 4 share one stain
+  and sharp focus; centers 1 (OOD val) and 2 (OOD test) have swapped tints and blur.
 """
 
 from __future__ import annotations
@@ -90,12 +91,14 @@ def build_spurious(rng: np.random.Generator, n_train: int, n_eval: int) -> list[
 PAPER = np.array([[0.94, 0.92, 0.87], [0.97, 0.97, 0.95], [0.92, 0.90, 0.82]], dtype=np.float32)
 INK = np.array([[0.10, 0.10, 0.10], [0.12, 0.14, 0.38], [0.28, 0.28, 0.28]], dtype=np.float32)
 REAL_CONTRAST = ((0.15, 0.45), (0.55, 0.85))  # the dark and the light side of a "real" glyph and its background
+PENCIL_PRESSURE = (0.85, 1.0)  # a sketch stroke's ink, varying smoothly along it
 
 
 def _sketch(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     n = len(labels)
     mask = place(build_atlas(DIGITS), labels, rng, outline=True, placement=DIGIT_PLACEMENT, size=SIZE)
-    mask = mask * (0.7 + 0.3 * tx.smooth_noise(rng, n, SIZE, cells=6))  # uneven pencil pressure
+    low, high = PENCIL_PRESSURE
+    mask = mask * (low + (high - low) * tx.smooth_noise(rng, n, SIZE, cells=6))  # uneven pencil pressure
     paper = tx.jitter(rng, PAPER, n, 0.03)
     grain = tx.fill(tx.smooth_noise(rng, n, SIZE, cells=8), paper, np.clip(paper - 0.06, 0, 1))
     ink = tx.jitter(rng, INK, n, 0.06)
@@ -142,7 +145,7 @@ STAINS = {
 NORMAL_RADIUS, TUMOUR_RADIUS = (1.0, 1.7), (1.9, 2.8)  # pixels; image-level mean nucleus semi-axis
 NORMAL_ELONGATION, TUMOUR_ELONGATION = 1.2, 2.0  # largest aspect ratio of a nucleus
 STAINED_AREA = (0.08, 0.2)  # fraction of the patch covered by nuclei, same for both classes
-NORMAL_INK, TUMOUR_INK = (0.6, 0.85), (0.8, 1.0)  # stain uptake of a nucleus: tumour nuclei are darker
+NORMAL_INK, TUMOUR_INK = (0.5, 0.75), (0.85, 1.0)  # stain uptake of a nucleus: tumour nuclei are darker
 BLUR = {0: (0.0, 0.3), 3: (0.0, 0.3), 4: (0.0, 0.3), 1: (0.7, 1.1), 2: (0.7, 1.1)}  # Gaussian sigma, pixels
 
 

@@ -24,7 +24,7 @@ from worker.data import LabeledImage, check_layout, write_camelyon, write_domain
 from worker.synthetic.benchmarks import BUILDERS, DEFAULT_SIZES, DIGIT_NAMES, Part
 
 # Bump whenever the rendering changes, so that benchmarks written by an older version are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 MANIFEST = "synthetic_manifest.json"
 
 Writer = Callable[[Path, list[LabeledImage]], Path]
