@@ -156,6 +156,7 @@ class CellResult:
     notes: tuple[str, ...]
     per_lr: tuple[LrSummary, ...]
     stopped_choice: bool = False  # no eligible LR ran to the end: the choice is among early-stopped LRs
+    tied_lrs: tuple[float, ...] = ()  # with the chosen one, the LRs whose mean ID validation equals it, if any
     chance: Mapping[str, float] = field(default_factory=dict)  # per metric: the best constant prediction's score
 
     @property
@@ -306,18 +307,9 @@ def _notes(summaries: list[LrSummary], chosen: LrSummary | None) -> list[str]:
                 "an early-stopped LR had a higher ID validation score on an early epoch; "
                 f"lr {format_lr(chosen.lr)}, which ran to the end, is chosen"
             )
-    tied = _tied(summaries, chosen)
-    if len(tied) > 1:
-        lrs = ", ".join(format_lr(s.lr) for s in tied)
-        how = (
-            f"lr {format_lr(chosen.lr)} has the lowest mean ID validation loss ({chosen.tie_break:.3g})"
-            if chosen.tie_break is not None
-            else f"with no ID validation loss recorded, the smallest (lr {format_lr(chosen.lr)}) is chosen"
-        )
-        notes.append(f"lr {lrs} tie at {_score(chosen):.1%} ID validation; {how}")
     if len(summaries) == 1:
         notes.append(f"only one LR ({format_lr(chosen.lr)}) was run: the choice is not tested against others")
-    return notes  # a choice at an edge of the grid is `CellResult.edge_side`: the tables list those cells together
+    return notes  # an edge of the grid (`edge_side`) and a tie (`tied_lrs`): the tables list those cells together
 
 
 def _epoch_rule_note(model: str, dataset: str, method: str) -> tuple[str, ...]:
@@ -362,6 +354,7 @@ def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
         by_lr.setdefault(r["lr"], []).append(r)
     summaries = [_lr_summary(lr, by_lr[lr]) for lr in sorted(by_lr)]
     chosen = choose_lr(summaries)
+    tied_lrs = tuple(s.lr for s in _tied(summaries, chosen)) if chosen is not None else ()
     n_missing = sum(_n_missing(s) for s in summaries)
     status: CellStatus = "no_result" if chosen is None else "incomplete" if n_missing else "ok"
     return CellResult(
@@ -378,6 +371,7 @@ def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
         notes=tuple(_notes(summaries, chosen)) + _epoch_rule_note(*key),
         per_lr=tuple(replace(s, chosen=True) if s is chosen else s for s in summaries),
         stopped_choice=chosen is not None and chosen.stopped_early,
+        tied_lrs=tied_lrs if len(tied_lrs) > 1 else (),
     )
 
 

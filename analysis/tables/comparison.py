@@ -17,6 +17,7 @@ from analysis.sweep_data import SweepData
 from analysis.tables.registry import register
 from analysis.tables.table_data import Column, DisplayColumn, TableData
 from worker import catalog
+from worker.records import SELECTION_METRIC
 from worker.selection import CellResult, format_lr
 
 BASELINE_METHOD = "sgd"
@@ -39,8 +40,8 @@ LEGEND = (
 )
 SELECTION_NOTE = (
     "Each cell: best-ID-validation epoch per run, mean over seeds per LR, the LR with the best mean ID "
-    "validation metric, where an LR whose trials ran to the end always wins over an early-stopped one; OOD is "
-    "never used to choose."
+    "validation metric (exact ties: the lower ID validation loss), where an LR whose trials ran to the end always "
+    "wins over an early-stopped one; OOD is never used to choose."
 )
 
 
@@ -220,11 +221,12 @@ def _where(c: CellResult) -> str:
 
 
 def cell_notes(cells: Iterable[CellResult]) -> list[str]:
-    """Every cell's notes, prefixed with which cell, in table order; then one line per edge of the grid naming the
-    cells whose chosen LR sits there (one line, not one per cell)."""
+    """Every cell's notes, prefixed with which cell, in table order; then one line for the cells whose choice broke
+    an exact tie and one per edge of the grid naming the cells whose chosen LR sits there (not one per cell)."""
     cells = list(cells)
     out = [f"{_where(c)}: {n}" for c in cells for n in c.notes]
     chosen = sum(1 for c in cells if c.chosen_lr is not None)
+    out += _tie_notes(cells, chosen)
     for side, beyond in (("smallest", "below"), ("largest", "above")):
         at = [c for c in cells if c.edge_side == side]
         if at:
@@ -234,6 +236,28 @@ def cell_notes(cells: Iterable[CellResult]) -> list[str]:
                 f"{len(at)} of {chosen} cells: {listed}"
             )
     return out
+
+
+def _tie_notes(cells: list[CellResult], chosen: int) -> list[str]:
+    """The cells whose LRs tied exactly on mean ID validation, with the tied LRs and the one chosen; by the lower
+    mean ID validation loss, or, where an LR has none recorded (an older sweep), by the smaller LR."""
+    out = []
+    for by_loss, how in ((True, "the lower mean ID validation loss"), (False, "the smaller LR (no loss recorded)")):
+        at = [c for c in cells if c.tied_lrs and _broken_by_loss(c) == by_loss]
+        if at:
+            listed = "; ".join(
+                f"{_where(c)} ({', '.join(format_lr(lr) for lr in c.tied_lrs)} at {c.mean(SELECTION_METRIC):.1%}: "
+                f"{format_lr(c.chosen_lr)})"
+                for c in at
+                if c.chosen_lr is not None
+            )
+            out.append(f"Exact ties in mean ID validation, broken by {how}, in {len(at)} of {chosen} cells: {listed}")
+    return out
+
+
+def _broken_by_loss(c: CellResult) -> bool:
+    """Every tied LR has a recorded loss, so the loss broke the tie (`choose_lr`)."""
+    return all(s.tie_break is not None for s in c.per_lr if s.lr in c.tied_lrs)
 
 
 def seed_notes(cells: Iterable[CellResult], ref: PaperReference) -> list[str]:

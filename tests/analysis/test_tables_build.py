@@ -192,6 +192,24 @@ def test_edge_lr_is_marked(tmp_path: Path) -> None:
     )
 
 
+def test_exact_ties_are_listed_in_one_line_with_the_tied_and_the_chosen_lr(tmp_path: Path) -> None:
+    b = SweepBuilder()
+    for lr, loss in zip(SGD_LRS, (0.3, 0.05, 0.1), strict=True):  # 100% at every LR: the lowest loss wins
+        b.add("tiny_bit", "synth_spurious", "sgd", lr, curve=[(1.0, 1.0, 0.9)], losses=[loss])
+    for lr in SGD_LRS:  # an older sweep's cell: no loss recorded, the smaller LR wins
+        b.add("tiny_bit", "synth_spurious", "sgd_freeze_embed", lr, curve=[(1.0, 1.0, 0.9)])
+    t = build_table("ood", b.write(tmp_path))
+    by_loss, by_lr = [n for n in t.notes if n.startswith("Exact ties")]
+    assert by_loss == (
+        "Exact ties in mean ID validation, broken by the lower mean ID validation loss, in 1 of 2 cells: tiny BiT "
+        "ResNetV2 / SGD / Synthetic spurious (Waterbirds layout) (1e-4, 3e-4, 1e-3 at 100.0%: 3e-4)"
+    )
+    assert by_lr.startswith("Exact ties in mean ID validation, broken by the smaller LR (no loss recorded), in 1 of 2")
+    assert by_lr.endswith("(freeze-embed) / Synthetic spurious (Waterbirds layout) (1e-4, 3e-4, 1e-3 at 100.0%: 1e-4)")
+    rows = [dict(r) for r in t.rows]
+    assert _row(rows, method="sgd")["synth_spurious_marks"] == ""  # an interior LR, chosen by the loss
+
+
 def _early_stopped_sweep(root: Path) -> Path:
     """sgd: the stopped LR's early epoch beats the full-length one; adamw: no LR ran to the end."""
     b = SweepBuilder()
