@@ -2,12 +2,12 @@
 
 - Best epoch: a trial's result is its epoch with the highest ID validation metric; an exact tie goes to the lower
   ID validation loss (`TIE_BREAK`), then to the earliest epoch; an epoch without a finite ID validation metric (a
-  diverged one) never counts. LP-FT on Waterbirds reports its
-  last epoch instead, as the paper did (the catalog's `lp_ft.last_epoch_on`).
+  diverged one) never counts. LP-FT on Waterbirds reports its last epoch instead, as the paper did (the catalog's
+  `lp_ft.last_epoch_on`).
 - LR choice: per (model, dataset, method) cell, each LR's trials are averaged over seeds and the LR with the
   best *mean* ID validation metric is chosen; an exact tie (a saturated split: 100% at several LRs) goes to the
-  lower mean ID validation loss, then to the smaller LR. Its mean metrics are reported with a 90%
-  interval 1.645 sd / sqrt(n) (sample sd) when there is more than one seed. OOD never takes part in a choice.
+  lower mean ID validation loss, then to the smaller LR. Its mean metrics are reported with a 90% interval
+  1.645 sd / sqrt(n) (sample sd) when there is more than one seed. OOD never takes part in a choice.
 - Progress: trials by status, epochs run, the share of the planned work that is settled, the time left.
 
 Nothing is dropped quietly: a diverged LR cannot be chosen but is named in the cell's notes; trials still pending,
@@ -332,7 +332,7 @@ def choose_lr(summaries: Sequence[LrSummary]) -> LrSummary | None:
     best = max((_score(s) for s in candidates), default=None)
     tied = [s for s in candidates if _score(s) == best]
     if len(tied) > 1 and all(s.tie_break is not None for s in tied):
-        return min(tied, key=lambda s: s.tie_break)  # type: ignore[arg-type, return-value]
+        return min(tied, key=lambda s: s.tie_break if s.tie_break is not None else math.inf)
     return tied[0] if tied else None
 
 
