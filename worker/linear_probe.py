@@ -41,7 +41,7 @@ from worker.loading import start_trial
 from worker.memory import peak_memory_bytes
 from worker.method_options import LOGREG, resolve_options
 from worker.models import BuiltModel
-from worker.records import METRICS, EpochReport, TrialStatus, TrialSummary
+from worker.records import METRICS, SELECTION_METRIC, EpochReport, TrialStatus, TrialSummary, loss_key
 from worker.selection import summarize_trial
 
 ABSENT_CLASS_BIAS = -1.0e4  # a class the training subset never shows: its logit never wins
@@ -72,17 +72,29 @@ def fit_logreg(
     return clf
 
 
+def example_losses(clf: LogisticRegression, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+    """Each example's cross-entropy under the regression; a class it never saw in training has probability 0, clipped
+    as sklearn's `log_loss` clips it."""
+    proba = clf.predict_proba(x)
+    column = {int(c): i for i, c in enumerate(clf.classes_)}
+    p = np.array([proba[i, column[int(t)]] if int(t) in column else 0.0 for i, t in enumerate(y)], dtype=np.float64)
+    return torch.as_tensor(-np.log(np.clip(p, np.finfo(np.float64).eps, 1.0)))
+
+
 def probe_metrics(
     clf: LogisticRegression, features: Features, bundle: DatasetBundle, *, constant: bool = False
 ) -> dict[str, float]:
     """Every evaluation split's metrics ("<split>/<metric>") for the probe's predictions; with `constant`, also the
-    best constant prediction's (as a trial reports them)."""
+    best constant prediction's and the split's loss (as a trial reports them)."""
     out: dict[str, float] = {}
     for name, split in bundle.eval_splits.items():
         f = features.evals[name]
         preds, labels, groups = torch.as_tensor(clf.predict(f.x)), torch.as_tensor(f.y), torch.as_tensor(f.groups)
         if constant:
-            out.update(score_split(split, preds, labels, groups, bundle.group_weights, bundle.num_classes))
+            losses = example_losses(clf, f.x, f.y)
+            out.update(
+                score_split(split, preds, labels, groups, bundle.group_weights, bundle.num_classes, losses=losses)
+            )
         else:
             out.update(compute_split_metrics(split, preds, labels, groups, bundle.group_weights))
     return out
@@ -209,6 +221,7 @@ def run_linear_probe_trial(config: TrialConfig, report: ReportCallable) -> Trial
         train_loss=train_loss,
         lr_now=config.lr,
         **{m: split_metrics.get(dset.metrics[m]) for m in METRICS},
+        id_val_loss=split_metrics.get(loss_key(dset.metrics[SELECTION_METRIC])),
         split_metrics=split_metrics,
         epoch_time_s=time.perf_counter() - t0,
         train_time_s=fit_s,

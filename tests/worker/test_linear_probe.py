@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 
 from worker import catalog
 from worker.config import TrialConfig
 from worker.features import cached_features, head_module
-from worker.linear_probe import Head, choose_c, fit_logreg, install_head, lp_ft_head, probe_metrics
+from worker.linear_probe import Head, choose_c, example_losses, fit_logreg, install_head, lp_ft_head, probe_metrics
 from worker.loading import start_trial
 from worker.records import EpochReport, TrialStatus
 from worker.selection import best_epoch, select_cells, summarize_trial
@@ -134,6 +136,7 @@ def test_a_linear_probe_trial_fits_one_c_and_reports_one_epoch(data_root: Path) 
     assert r.optimizer_state_bytes == 0 and r.trainable_params == 96 * 10 + 10  # tiny ViT width 96, 10 classes
     assert summary.epochs_planned == 1 == _config(data_root).epochs_planned()
     assert 0.0 <= r.id_val <= 1.0 and r.ood_test is not None
+    assert r.id_val_loss == r.split_metrics["id_val/loss"] > 0  # the selection rule's tie-break, as fine-tuning's
 
 
 def test_lp_ft_starts_from_the_probes_best_head(data_root: Path) -> None:
@@ -172,3 +175,13 @@ def test_lp_ft_on_waterbirds_reports_the_last_epoch_everywhere() -> None:
         (cell,) = select_cells([trial], epochs)
         assert cell.mean("id_val") == expected, (dataset, method)
         assert any("reports its last epoch" in n for n in cell.notes) == (expected == 0.7)
+
+
+def test_example_losses_are_sklearns_log_loss_per_example_and_finite_for_an_unseen_class() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    clf = LogisticRegression().fit(x, y)
+    losses = example_losses(clf, x, y)
+    assert losses.mean().item() == pytest.approx(log_loss(y, clf.predict_proba(x)))
+    unseen = example_losses(clf, x[:2], np.array([0, 7]))  # class 7 was never in training: probability 0, clipped
+    assert unseen[0].item() == pytest.approx(losses[0].item()) and 30 < unseen[1].item() < 40
