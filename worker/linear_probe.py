@@ -41,7 +41,7 @@ from worker.loading import start_trial
 from worker.memory import peak_memory_bytes
 from worker.method_options import LOGREG, resolve_options
 from worker.models import BuiltModel
-from worker.records import METRICS, SELECTION_METRIC, EpochReport, TrialStatus, TrialSummary, loss_key
+from worker.records import METRICS, EpochReport, TrialStatus, TrialSummary, split_of, tie_break_value
 from worker.selection import summarize_trial
 
 ABSENT_CLASS_BIAS = -1.0e4  # a class the training subset never shows: its logit never wins
@@ -106,7 +106,7 @@ def choose_c(
     """Fit every C in increasing order, each warm-started from the last; keep the best on ID validation (ties: the
     smaller C, the stronger regularisation)."""
     id_val = bundle.entry.metrics["id_val"]
-    split = bundle.eval_splits[id_val.rsplit("/", 1)[0]]  # the only split that chooses; the others are scored once
+    split = bundle.eval_splits[split_of(id_val)]  # the only split that chooses; the others are scored once
     f = features.evals[split.name]
     best: tuple[float, LogisticRegression] | None = None
     scores: dict[float, float] = {}
@@ -221,7 +221,7 @@ def run_linear_probe_trial(config: TrialConfig, report: ReportCallable) -> Trial
         train_loss=train_loss,
         lr_now=config.lr,
         **{m: split_metrics.get(dset.metrics[m]) for m in METRICS},
-        id_val_loss=split_metrics.get(loss_key(dset.metrics[SELECTION_METRIC])),
+        id_val_loss=tie_break_value(split_metrics, dset.metrics),
         split_metrics=split_metrics,
         epoch_time_s=time.perf_counter() - t0,
         train_time_s=fit_s,

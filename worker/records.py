@@ -44,12 +44,23 @@ LOSS = "loss"  # "<split>/loss": the split's mean cross-entropy, an evaluation r
 CONSTANT_SUFFIX = "@constant"  # "<split>/<metric>@constant": the best score of one class predicted for every image
 
 
-def loss_key(metric_key: str) -> str:
-    """ "val/weighted_acc" -> "val/loss": the loss recorded for the split a "<split>/<metric>" key is measured on."""
+def split_of(metric_key: str) -> str:
+    """ "val/weighted_acc" -> "val": the evaluation split a "<split>/<metric>" key is measured on."""
     split, _, metric = metric_key.rpartition("/")
     if not split or not metric:
         raise ValueError(f"a metric key is '<split>/<metric>', got {metric_key!r}")
-    return f"{split}/{LOSS}"
+    return split
+
+
+def loss_key(metric_key: str) -> str:
+    """ "val/weighted_acc" -> "val/loss": the loss recorded for the split a "<split>/<metric>" key is measured on."""
+    return f"{split_of(metric_key)}/{LOSS}"
+
+
+def tie_break_value(split_metrics: Mapping[str, float | None], dataset_metrics: Mapping[str, str]) -> float | None:
+    """An evaluation's `TIE_BREAK`: the loss of the split the dataset selects on (its `metrics` map each of METRICS
+    to a "<split>/<metric>" key), None when the evaluation recorded none."""
+    return split_metrics.get(loss_key(dataset_metrics[SELECTION_METRIC]))
 
 
 def _doc(text: str, default: Any = None) -> Any:

@@ -170,6 +170,11 @@ class CellResult:
             return None
         return "smallest" if self.chosen_lr == self.per_lr[0].lr else "largest"
 
+    @property
+    def tie_broken_by_loss(self) -> bool:
+        """The LRs in `tied_lrs` were told apart by their ID validation loss (`choose_lr`), not by grid order."""
+        return bool(self.tied_lrs) and loss_breaks_tie([s for s in self.per_lr if s.lr in self.tied_lrs])
+
     def at_chance(self, metric: str) -> bool:
         """The chosen LR's mean is no better than predicting one class for every image."""
         mean, level = self.mean(metric), self.chance.get(metric)
@@ -326,26 +331,28 @@ def choose_lr(summaries: Sequence[LrSummary]) -> LrSummary | None:
     stopped trial's best epoch is an early epoch, not a result of the protocol (the paper ran every trial to the
     end). Only when no eligible LR ran to the end is the choice made among the stopped ones (the cell is marked).
     """
-    eligible = [s for s in summaries if s.eligible]
-    full = [s for s in eligible if not s.stopped_early]
-    candidates = full or eligible
+    candidates = _candidates(summaries)
     best = max((_score(s) for s in candidates), default=None)
     tied = [s for s in candidates if _score(s) == best]
-    if len(tied) > 1 and all(s.tie_break is not None for s in tied):
+    if len(tied) > 1 and loss_breaks_tie(tied):
         return min(tied, key=lambda s: s.tie_break if s.tie_break is not None else math.inf)
     return tied[0] if tied else None
+
+
+def loss_breaks_tie(tied: Sequence[LrSummary]) -> bool:
+    """The loss decides among LRs tied on ID validation only when every one of them has it recorded."""
+    return all(s.tie_break is not None for s in tied)
+
+
+def _candidates(summaries: Sequence[LrSummary]) -> list[LrSummary]:
+    """The LRs the choice is made among: those that ran to the end, or, when none did, the early-stopped ones."""
+    eligible = [s for s in summaries if s.eligible]
+    return [s for s in eligible if not s.stopped_early] or eligible
 
 
 def _score(s: LrSummary) -> float:
     value = s.mean(SELECTION_METRIC)
     return -math.inf if value is None else value
-
-
-def _tied(summaries: Sequence[LrSummary], chosen: LrSummary) -> list[LrSummary]:
-    """The LRs the choice was made among that score exactly as the chosen one, itself included."""
-    return [
-        s for s in summaries if s.eligible and s.stopped_early == chosen.stopped_early and _score(s) == _score(chosen)
-    ]
 
 
 def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
@@ -354,7 +361,7 @@ def _select_cell(key: tuple[str, str, str], recs: list[Row]) -> CellResult:
         by_lr.setdefault(r["lr"], []).append(r)
     summaries = [_lr_summary(lr, by_lr[lr]) for lr in sorted(by_lr)]
     chosen = choose_lr(summaries)
-    tied_lrs = tuple(s.lr for s in _tied(summaries, chosen)) if chosen is not None else ()
+    tied_lrs = tuple(s.lr for s in _candidates(summaries) if chosen is not None and _score(s) == _score(chosen))
     n_missing = sum(_n_missing(s) for s in summaries)
     status: CellStatus = "no_result" if chosen is None else "incomplete" if n_missing else "ok"
     return CellResult(

@@ -39,7 +39,7 @@ from worker.methods import (
 )
 from worker.models import BuiltModel
 from worker.precision import autocast_for
-from worker.records import METRICS, SELECTION_METRIC, TIE_BREAK, EpochReport, TrialStatus, TrialSummary, loss_key
+from worker.records import METRICS, TIE_BREAK, EpochReport, TrialStatus, TrialSummary, tie_break_value
 from worker.selection import best_epoch, summarize_trial
 
 CHECKPOINT_FILE = "trial_state.pt"
@@ -247,7 +247,7 @@ def _run_epoch(t: _Setup, ps: _PhaseState, epoch: int, history: list[dict[str, A
     )
     t_epoch = time.perf_counter() - t0
     metrics = {m: split_metrics.get(t.dataset.metrics[m]) for m in METRICS}
-    metrics[TIE_BREAK] = split_metrics.get(loss_key(t.dataset.metrics[SELECTION_METRIC]))
+    metrics[TIE_BREAK] = tie_break_value(split_metrics, t.dataset.metrics)
     best = best_epoch([*history, {"epoch": epoch, **metrics}], last=t.method.reports_last_epoch(t.dataset.key))
     status = TrialStatus.DIVERGED if not finite else TrialStatus.COMPLETED if epoch == t.epochs else TrialStatus.RUNNING
     return EpochReport(

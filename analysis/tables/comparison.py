@@ -243,7 +243,7 @@ def _tie_notes(cells: list[CellResult], chosen: int) -> list[str]:
     mean ID validation loss, or, where an LR has none recorded (an older sweep), by the smaller LR."""
     out = []
     for by_loss, how in ((True, "the lower mean ID validation loss"), (False, "the smaller LR (no loss recorded)")):
-        at = [c for c in cells if c.tied_lrs and _broken_by_loss(c) == by_loss]
+        at = [c for c in cells if c.tied_lrs and c.tie_broken_by_loss == by_loss]
         if at:
             listed = "; ".join(
                 f"{_where(c)} ({', '.join(format_lr(lr) for lr in c.tied_lrs)} at {c.mean(SELECTION_METRIC):.1%}: "
@@ -253,11 +253,6 @@ def _tie_notes(cells: list[CellResult], chosen: int) -> list[str]:
             )
             out.append(f"Exact ties in mean ID validation, broken by {how}, in {len(at)} of {chosen} cells: {listed}")
     return out
-
-
-def _broken_by_loss(c: CellResult) -> bool:
-    """Every tied LR has a recorded loss, so the loss broke the tie (`choose_lr`)."""
-    return all(s.tie_break is not None for s in c.per_lr if s.lr in c.tied_lrs)
 
 
 def seed_notes(cells: Iterable[CellResult], ref: PaperReference) -> list[str]:
