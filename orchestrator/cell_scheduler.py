@@ -69,7 +69,8 @@ class CellScheduler(FIFOScheduler):
         rungs: fractions of a trial's epochs to compare at; None: epochs / reduction_factor**k (k = 1, 2, ...).
         neighbours, margin: the neighbours rule instead of halving (`orchestrator.halving.KeepRule`): at each rung
             the leading LR, the LRs up to `neighbours` grid steps from it and those within `margin` of its score.
-        rule: the whole `KeepRule` at once (a spec's `early_stopping.keep_rule()`), in place of the three above.
+        rule: the whole `KeepRule` at once (a spec's `early_stopping.keep_rule()`, with its noise tolerance and
+            late rungs), in place of the three above.
         sink_key: the key of the sweep's results sink in `orchestrator.sinks`, to rebuild the cells from.
     """
 
@@ -190,7 +191,7 @@ class CellScheduler(FIFOScheduler):
             member.live = False  # its last report (completed, or diverged): it ends by itself
             self._settle(tune_controller, cell)
             return TrialScheduler.CONTINUE
-        state = decide(self._cells[cell], self._rungs[cell], self._rule)
+        state = decide(self._cells[cell], self._rungs[cell], self._rule, epochs=self._last_epoch[cell])
         action = state.action(member, self._last_epoch[cell])
         if action == STOP:
             self.stopped.add(tid)
@@ -202,7 +203,7 @@ class CellScheduler(FIFOScheduler):
     ) -> None:
         """Apply the cell's decisions (`state`, or decided here) to its paused trials: losers stop, winners are
         let go on."""
-        state = state or decide(self._cells[cell], self._rungs[cell], self._rule)
+        state = state or decide(self._cells[cell], self._rungs[cell], self._rule, epochs=self._last_epoch[cell])
         for tid, member in self._cells[cell].items():
             trial = self._tune.get(tid)
             if tid == acting or trial is None or not member.live:

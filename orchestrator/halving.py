@@ -11,7 +11,12 @@ Two rules: successive halving keeps the top 1/reduction_factor of the LRs (Jamie
 "Non-stochastic Best Arm Identification and Hyperparameter Optimization", AISTATS 2016; the per-cell synchronous
 form of Hyperband's first bracket); the neighbours rule keeps the leading LR, its neighbours on the grid and any
 LR close to its score, since the final choice is rarely more than a grid step from an early leader while the
-order among the leader's neighbours is still noise that early (bench/early_stopping.py measures both).
+order among the leader's neighbours is still noise that early (bench/early_stopping.py measures both). "Close"
+is a fixed margin, or a number of standard errors of the difference between two LRs' seed means, so that an LR
+whose deficit the seeds' spread could explain is never stopped (the racing idea: Maron & Moore, "Hoeffding
+races", NIPS 1993). Late in training the neighbours rule may keep fewer LRs below the leader than above it: under
+a schedule that decays the LR (cosine to 0 here), a larger LR often trails until its steps shrink and then
+overtakes, while by mid-training a smaller LR that trails by more than the noise rarely catches up.
 
 Everything here is a function of the scores, never of the order they arrived in: a sweep resumed from its
 epochs.parquet makes exactly the decisions an uninterrupted one made.
@@ -116,39 +121,79 @@ class KeepRule:
 
     Successive halving (`neighbours` None): the top 1/`reduction_factor`, at least one. The neighbours rule: the
     leader, the LRs up to `neighbours` steps from it on the cell's grid (its LRs in order), and every LR whose
-    score is within `margin` of the leader's (the selection metric's units: 0.02 is 2 points of accuracy).
-    LRs without a score at the rung (diverged, failed) never go on.
+    score is within `margin` of the leader's (the selection metric's units: 0.02 is 2 points of accuracy) or
+    within `noise` standard errors of the difference of the two seed means (3: a deficit the seeds' spread
+    could explain; an LR with one scored seed has no spread). From the rung at `late_start` of the epochs on,
+    only `late_below` steps below the leader are kept by position (those within the margin or the noise still
+    are). LRs without a score at the rung (diverged, failed) never go on.
     """
 
     reduction_factor: float = 3.0
     neighbours: int | None = None
     margin: float = 0.0
+    noise: float = 0.0
+    late_start: float | None = None
+    late_below: int = 0
 
     def __post_init__(self) -> None:
         if not self.reduction_factor > 1:
             raise ValueError(f"reduction_factor must be > 1, got {self.reduction_factor}")
-        if self.neighbours is not None and (isinstance(self.neighbours, bool) or self.neighbours < 0):
-            raise ValueError(f"neighbours must be a whole number of grid steps >= 0, got {self.neighbours!r}")
+        for name in ("neighbours", "late_below"):
+            steps = getattr(self, name)
+            if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+                raise ValueError(f"{name} must be a whole number of grid steps >= 0, got {steps!r}")
         if not 0.0 <= self.margin <= 1.0:
             raise ValueError(f"margin must be in [0, 1] (the selection metric's units), got {self.margin}")
+        if not 0.0 <= self.noise <= 10.0:
+            raise ValueError(f"noise must be in [0, 10] standard errors, got {self.noise}")
+        if self.late_start is not None and not 0.0 < self.late_start < 1.0:
+            raise ValueError(f"late_start is a fraction of a trial's epochs in (0, 1), got {self.late_start}")
+
+    def below_at(self, fraction: float) -> int | None:
+        """Grid steps below the leader kept by position at a rung `fraction` of the way through the epochs."""
+        if self.neighbours is None:
+            return None
+        late = self.late_start is not None and fraction >= self.late_start - _TOLERANCE
+        return min(self.neighbours, self.late_below) if late else self.neighbours
 
     def promote(
-        self, ranked: Sequence[float], scores: Mapping[float, float], grid: Sequence[float]
+        self,
+        ranked: Sequence[float],
+        scores: Mapping[float, float],
+        grid: Sequence[float],
+        *,
+        spreads: Mapping[float, float] | None = None,
+        fraction: float = 0.0,
     ) -> frozenset[float]:
-        """The LRs of `ranked` (scored, best first) that go on; `grid` is every LR of the cell, in order."""
+        """The LRs of `ranked` (scored, best first) that go on; `grid` is every LR of the cell, in order;
+        `spreads` each LR's squared standard error of its seed mean; `fraction` the rung's place in the epochs."""
         if self.neighbours is None:
             return frozenset(ranked[: max(1, math.ceil(len(ranked) / self.reduction_factor))])
-        lead = grid.index(ranked[0])
-        floor = scores[ranked[0]] - self.margin - _TOLERANCE
-        return frozenset(g for g in ranked if abs(grid.index(g) - lead) <= self.neighbours or scores[g] >= floor)
+        leader = ranked[0]
+        lead, below = grid.index(leader), self.below_at(fraction)
+        spreads = spreads or {}
+
+        def close(g: float) -> bool:
+            noise = self.noise * math.sqrt(spreads.get(leader, 0.0) + spreads.get(g, 0.0))
+            return scores[leader] - scores[g] <= max(self.margin, noise) + _TOLERANCE
+
+        return frozenset(g for g in ranked if -below <= grid.index(g) - lead <= self.neighbours or close(g))
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _mean_and_spread(values: list[float]) -> tuple[float, float] | None:
+    """The seeds' mean and its squared standard error (0 for a single seed)."""
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, variance / len(values)
 
 
-def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule) -> CellState:
-    """The cell's rung decisions as far as its scores allow; ties go to the smaller LR."""
+def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule, *, epochs: int) -> CellState:
+    """The cell's rung decisions as far as its scores allow; ties go to the smaller LR. `epochs`: the cell's
+    planned epochs, which place each rung in the schedule (the rule's late rungs)."""
     groups: dict[float, list[Member]] = {}
     for m in members.values():
         groups.setdefault(m.group, []).append(m)
@@ -158,12 +203,14 @@ def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule) 
     for rung in rungs:
         if any(m.live and m.reached < rung for g in participants for m in groups[g]):
             return CellState(tuple(decisions), rung, participants)
-        means = {g: _mean([s for m in groups[g] if (s := m.score_at(rung)) is not None]) for g in participants}
-        scores = {g: s for g, s in means.items() if s is not None}
+        seeds = {g: [s for m in groups[g] if (s := m.score_at(rung)) is not None] for g in participants}
+        stats = {g: st for g, values in seeds.items() if (st := _mean_and_spread(values)) is not None}
+        scores = {g: mean for g, (mean, _) in stats.items()}
+        spreads = {g: spread for g, (_, spread) in stats.items()}
         ranked = tuple(sorted(scores, key=lambda g: (-scores[g], g)))
         if not ranked:
             break  # nothing reached this rung with a score (all diverged or failed): nothing to compare
-        promoted = rule.promote(ranked, scores, grid)
+        promoted = rule.promote(ranked, scores, grid, spreads=spreads, fraction=rung / max(1, epochs))
         decisions.append(RungDecision(rung, participants, ranked, promoted))
         participants = promoted
     return CellState(tuple(decisions), None, frozenset())

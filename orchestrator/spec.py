@@ -59,6 +59,23 @@ def field_path(loc: Sequence[str | int]) -> str:
     return out
 
 
+class LateRungs(BaseModel):
+    """The neighbours rule late in training, when a smaller LR's deficit has stopped being a matter of pace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: float = Field(
+        0.5, gt=0.0, lt=1.0, allow_inf_nan=False, description="a rung at or after this fraction of the epochs is late"
+    )
+    below: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="grid steps below the leader kept at a late rung whatever their score (`neighbours` above it "
+        "still are; LRs within the margin or the noise too)",
+    )
+
+
 class EarlyStopping(BaseModel):
     """Synchronous early stopping per cell: the LRs of one (model, dataset, method) are compared at each rung once
     all have reached it, and only some go on (`orchestrator.halving`); other cells never compete."""
@@ -93,12 +110,31 @@ class EarlyStopping(BaseModel):
         allow_inf_nan=False,
         description="neighbours rule: LRs within this of the leader's score are kept too (0.02: 2 points)",
     )
+    noise: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        allow_inf_nan=False,
+        description="neighbours rule: LRs whose deficit to the leader is within this many standard errors of the "
+        "difference of their seed means are kept too (3: a deficit the seeds' spread could explain; an LR with one "
+        "seed has no spread, so there only the margin counts)",
+    )
+    late: LateRungs | None = Field(
+        None, description="neighbours rule: from `start` of the epochs on, keep only `below` steps below the leader"
+    )
 
     def keep_rule(self) -> KeepRule:
-        """The rule the scheduler applies at each rung (`neighbours` and `margin` count under the neighbours rule
-        only)."""
+        """The rule the scheduler applies at each rung (`neighbours`, `margin`, `noise` and `late` count under the
+        neighbours rule only)."""
         if self.rule == "neighbours":
-            return KeepRule(self.reduction_factor, neighbours=self.neighbours, margin=self.margin)
+            return KeepRule(
+                self.reduction_factor,
+                neighbours=self.neighbours,
+                margin=self.margin,
+                noise=self.noise,
+                late_start=self.late.start if self.late else None,
+                late_below=self.late.below if self.late else 0,
+            )
         return KeepRule(self.reduction_factor)
 
 

@@ -260,8 +260,8 @@ def test_decisions_depend_on_scores_not_on_arrival_order() -> None:
             out[f"t{lr}"] = m
         return out
 
-    one = decide(members([1e-3, 3e-3, 1e-2, 3e-2]), [1], KeepRule(reduction_factor=2.0))
-    two = decide(members([3e-2, 1e-2, 3e-3, 1e-3]), [1], KeepRule(reduction_factor=2.0))
+    one = decide(members([1e-3, 3e-3, 1e-2, 3e-2]), [1], KeepRule(reduction_factor=2.0), epochs=4)
+    two = decide(members([3e-2, 1e-2, 3e-3, 1e-3]), [1], KeepRule(reduction_factor=2.0), epochs=4)
     assert one.decisions == two.decisions and one.decisions[0].promoted == {3e-3, 3e-2}
 
 
@@ -342,19 +342,19 @@ def _cell(scores: dict[float, list[float]]) -> dict[str, Member]:
 def test_the_neighbours_rule_keeps_the_leader_and_its_grid_neighbours() -> None:
     # the leader 1e-3 sits mid-grid: it and one step either side go on, whatever their scores; the rest stop
     scores = {1e-4: [0.50], 3e-4: [0.60], 1e-3: [0.90], 3e-3: [0.40], 1e-2: [0.88], 3e-2: [0.20]}
-    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1)).decisions
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1), epochs=8).decisions
     assert d.promoted == {3e-4, 1e-3, 3e-3} and d.stopped == {1e-4, 1e-2, 3e-2}
     # at an edge of the grid it keeps the one neighbour there is
     scores[1e-4] = [0.95]
-    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1)).decisions
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1), epochs=8).decisions
     assert d.promoted == {1e-4, 3e-4}
 
 
 def test_the_margin_keeps_a_far_lr_whose_score_is_close_to_the_leaders() -> None:
     scores = {1e-4: [0.50], 3e-4: [0.60], 1e-3: [0.90], 3e-3: [0.40], 1e-2: [0.88], 3e-2: [0.20]}
-    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1, margin=0.02)).decisions
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=1, margin=0.02), epochs=8).decisions
     assert d.promoted == {3e-4, 1e-3, 3e-3, 1e-2}  # 0.88 is within 0.02 of 0.90 (rounding included)
-    [d] = decide(_cell(scores), [1], KeepRule(neighbours=0, margin=0.05)).decisions
+    [d] = decide(_cell(scores), [1], KeepRule(neighbours=0, margin=0.05), epochs=8).decisions
     assert d.promoted == {1e-3, 1e-2}  # the margin alone
 
 
@@ -365,7 +365,7 @@ def test_the_neighbours_rule_ranks_seed_means_breaks_ties_to_the_smaller_lr_and_
     diverged = Member(group=3e-2, live=True)
     diverged.record(1, None)
     cell["diverged"] = diverged
-    [d] = decide(cell, [1], KeepRule(neighbours=1)).decisions
+    [d] = decide(cell, [1], KeepRule(neighbours=1), epochs=8).decisions
     assert d.ranked[0] == 1e-3  # and 1e-2, its equal, goes on too: a tie is within any margin, 0 included
     assert d.promoted == {3e-4, 1e-3, 3e-3, 1e-2} and d.stopped == {1e-4, 3e-2}
 
@@ -385,3 +385,85 @@ def test_a_cell_under_the_neighbours_rule_stops_its_far_lrs_at_the_rung_and_lets
         let_go.append(t.trial_id)
         t.status = Trial.RUNNING
     assert sorted(let_go) == sorted(ts[lr].trial_id for lr in (1e-3, 3e-3))  # the leader and its one neighbour
+
+
+def test_the_noise_tolerance_keeps_an_lr_whose_deficit_the_seeds_spread_could_explain() -> None:
+    # 3e-2 trails the leader by 0.10 on the mean; its seeds and the leader's spread widely: the difference of the
+    # means has a standard error of sqrt(0.1**2 / 2 + 0.1**2 / 2) = 0.1, so 2 standard errors cover it
+    noisy = {1e-3: [0.9, 0.7], 3e-3: [0.5, 0.5], 1e-2: [0.9, 0.9], 3e-2: [0.85, 0.65], 1e-1: [0.2, 0.2]}
+    [d] = decide(_cell(noisy), [1], KeepRule(neighbours=0, noise=2.0), epochs=8).decisions
+    assert d.ranked[0] == 1e-2 and d.promoted == {1e-3, 1e-2, 3e-2}  # 1e-3 trails by 0.1 too
+    [d] = decide(_cell(noisy), [1], KeepRule(neighbours=0, noise=0.5), epochs=8).decisions
+    assert d.promoted == {1e-2}  # half a standard error does not cover 0.1
+    # the same means with seeds that agree: no spread, so only the margin can keep them
+    steady = {1e-3: [0.8, 0.8], 3e-3: [0.5, 0.5], 1e-2: [0.9, 0.9], 3e-2: [0.75, 0.75], 1e-1: [0.2, 0.2]}
+    [d] = decide(_cell(steady), [1], KeepRule(neighbours=0, noise=2.0), epochs=8).decisions
+    assert d.promoted == {1e-2}
+    [d] = decide(_cell(steady), [1], KeepRule(neighbours=0, noise=2.0, margin=0.1), epochs=8).decisions
+    assert d.promoted == {1e-3, 1e-2}
+    # one seed has no spread
+    [d] = decide(
+        _cell({lr: v[:1] for lr, v in noisy.items()}), [1], KeepRule(neighbours=0, noise=2.0), epochs=8
+    ).decisions
+    assert d.promoted == {1e-3, 1e-2}  # 0.9 and 0.9: a tie
+
+
+def _curves(curves: dict[float, list[float]]) -> dict[str, Member]:
+    """A cell of one seed per LR whose ID validation per epoch (from 1) is given."""
+    out = {}
+    for lr, scores in curves.items():
+        m = Member(group=lr, live=True)
+        for epoch, v in enumerate(scores, start=1):
+            m.record(epoch, v)
+        out[f"{lr:g}"] = m
+    return out
+
+
+def test_late_rungs_keep_the_larger_neighbour_and_a_smaller_one_only_within_the_margin() -> None:
+    rule = KeepRule(neighbours=1, margin=0.01, late_start=0.5, late_below=0)
+    cell = {  # epochs 1-4 of 8; 1e-2 leads throughout
+        1e-3: [0.4, 0.5, 0.60, 0.70],
+        3e-3: [0.5, 0.6, 0.70, 0.80],
+        1e-2: [0.6, 0.7, 0.80, 0.85],
+        3e-2: [0.5, 0.5, 0.55, 0.60],
+        1e-1: [0.1, 0.1, 0.1, 0.1],
+    }
+    early, late = decide(_curves(cell), [1, 4], rule, epochs=8).decisions
+    assert early.promoted == {3e-3, 1e-2, 3e-2}  # epoch 1 of 8: one step either side
+    assert late.promoted == {1e-2, 3e-2}  # epoch 4 of 8 is late: 3e-3 trails by 5 points and stops, 3e-2 goes on
+    cell[3e-3] = [0.5, 0.6, 0.70, 0.845]  # within the margin
+    _, late = decide(_curves(cell), [1, 4], rule, epochs=8).decisions
+    assert late.promoted == {3e-3, 1e-2, 3e-2}
+    # where the rung falls in the schedule decides: epoch 4 of 16 is not late
+    _, late = decide(_curves(cell | {3e-3: [0.5, 0.6, 0.7, 0.8]}), [1, 4], rule, epochs=16).decisions
+    assert late.promoted == {3e-3, 1e-2, 3e-2}
+    # below can only narrow: late_below larger than neighbours keeps `neighbours`
+    assert KeepRule(neighbours=1, late_start=0.5, late_below=3).below_at(0.5) == 1
+
+
+def test_a_cell_with_late_rungs_stops_the_smaller_neighbour_at_the_late_rung_through_the_scheduler() -> None:
+    rule = KeepRule(neighbours=1, late_start=0.5, late_below=0)
+    sched = CellScheduler(rule=rule, rungs=[0.25, 0.5])  # 4 epochs: rungs at 1 and 2, the second late
+    lrs = [1e-3, 3e-3, 1e-2]
+    ts = {lr: trial("tiny_vit", lr, epochs=4) for lr in lrs}
+    tune = FakeTune(sched, list(ts.values()))
+    assert [tune.result(ts[lr], 1, s) for lr, s in zip(lrs, (0.5, 0.8, 0.6), strict=True)] == [PAUSE, PAUSE, CONTINUE]
+    while (t := tune.next_to_run()) is not None:
+        t.status = Trial.RUNNING  # every LR is within a step of the leader: all three go on
+    decisions = {lr: tune.result(ts[lr], 2, s) for lr, s in zip(lrs, (0.7, 0.9, 0.6), strict=True)}
+    assert decisions[1e-2] == CONTINUE and ts[1e-3].status == Trial.TERMINATED  # below the leader, at a late rung
+    assert sched.stopped == {sweep_trial_id(ts[1e-3])}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"neighbours": 1, "noise": -1.0}, "noise"),
+        ({"neighbours": 1, "late_start": 1.0}, "late_start"),
+        ({"neighbours": 1, "late_below": -1}, "late_below"),
+        ({"neighbours": 1, "late_below": 0.5}, "late_below"),
+    ],
+)
+def test_bad_keep_rules_are_named(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        KeepRule(**kwargs)

@@ -144,6 +144,10 @@ def test_the_early_stopping_rule_is_one_of_two_and_its_settings_are_bounded() ->
         ({"rule": "asha"}, "early_stopping.rule", "'halving' or 'neighbours'"),
         ({"neighbours": -1}, "early_stopping.neighbours", "greater than or equal to 0"),
         ({"margin": 2.0}, "early_stopping.margin", "less than or equal to 1"),
+        ({"noise": -1}, "early_stopping.noise", "greater than or equal to 0"),
+        ({"late": {"start": 1.5}}, "early_stopping.late.start", "less than 1"),
+        ({"late": {"below": -1}}, "early_stopping.late.below", "greater than or equal to 0"),
+        ({"late": {"from": 0.5}}, "early_stopping.late.from", "Extra inputs are not permitted"),
     ):
         with pytest.raises(SweepSpecError) as e:
             load_spec({**_spec(), "early_stopping": {"enabled": True, **bad}})
@@ -155,7 +159,11 @@ def test_the_driver_hands_the_specs_rule_to_the_scheduler() -> None:
 
     spec = load_spec({**_spec(), "early_stopping": {"enabled": True, "rule": "neighbours", "margin": 0.02}})
     rule = early_stopping_scheduler(spec, "s")._rule
-    assert (rule.neighbours, rule.margin) == (1, 0.02)
+    assert (rule.neighbours, rule.margin, rule.noise, rule.late_start) == (1, 0.02, 0.0, None)
+    late = {"enabled": True, "rule": "neighbours", "noise": 2, "late": {"start": 0.5}}
+    rule = early_stopping_scheduler(load_spec({**_spec(), "early_stopping": late}), "s")._rule
+    assert (rule.noise, rule.late_start, rule.late_below) == (2.0, 0.5, 0)
+    assert (rule.below_at(0.125), rule.below_at(0.5)) == (1, 0)
     halving = load_spec({**_spec(), "early_stopping": {"enabled": True, "reduction_factor": 2, "margin": 0.02}})
     rule = early_stopping_scheduler(halving, "s")._rule
     assert (rule.neighbours, rule.reduction_factor) == (None, 2.0)  # margin belongs to the neighbours rule only
