@@ -2,6 +2,7 @@
 
     python bench/early_stopping.py [--seeds 3] [--settings 3 2 2:0.5 ...] [--results DIR] [--live]
     python bench/early_stopping.py --first-seed 3 --data-seed 1 --keep .cache/bench-es-heldout   # a held-out grid
+    python bench/early_stopping.py --results .cache/bench-es-heldout --first-seed 3 --data-seed 1  # replay it
 
 Runs one grid in full, early stopping off: the demo preset's models, datasets, methods and epochs, each method
 with 6 LRs half a decade apart like the paper's grids (holding the demo's 5), with --seeds seeds, on the demo's
@@ -10,8 +11,8 @@ LRs.
 
 Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune scheduler
 applies as results arrive) under each of --settings (`Setting`: halving's reduction factor or the neighbours
-rule, then optionally `:` and the rungs as fractions of the epochs; default: halving at its default rungs at
-factors 3 and 2 and at half the epochs, the margin alone, and the neighbours rule at a few rungs): a trial counts
+rule, then optionally `:` and the rungs as fractions of the epochs; default: the neighbours rule with the noise
+tolerance and late rungs, with a margin, and alone, and halving at its default rungs at factors 3 and 2): a trial counts
 the epochs up to the rung its LR was stopped at (--live uses the first setting). The decisions depend on the
 scores alone, never on the order results arrive in, so the replay stops exactly the trials a live early-stopped
 sweep stops. What a live run adds is the cost of pausing and restoring trials at a rung; --live measures it on
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -76,37 +78,64 @@ class Setting:
     """`3`, `2:0.25,0.5`: successive halving's reduction factor, then its rungs as fractions of the epochs.
     `n1:0.125`, `n1m0.02:0.125`: the neighbours rule keeping, at each rung, the leading LR, its neighbours up to
     1 grid step away and (with `m`) every LR within that margin of its score; `m0.1:0.375`: the margin alone
-    (neighbours 0). Both rules are the scheduler's own (`orchestrator.halving.KeepRule`)."""
+    (neighbours 0); `z2`: also every LR within 2 standard errors of the leader (the noise tolerance); `b0@0.5`:
+    from half the epochs on, 0 steps below the leader (the late rungs). Both rules are the scheduler's own
+    (`orchestrator.halving.KeepRule`), in that order: `n1m0.01z2b0@0.5:0.125,0.5`."""
 
     reduction_factor: float
     rungs: list[float] | None
     neighbours: int | None = None
     margin: float = 0.0
+    noise: float = 0.0
+    late: tuple[float, int] | None = None  # (start, below)
 
     @classmethod
     def parse(cls, text: str) -> Setting:
         head, _, rungs = text.partition(":")
         fractions = [float(x) for x in rungs.split(",")] if rungs else None
-        if head.startswith("n"):
-            steps, _, margin = head[1:].partition("m")
-            return cls(3.0, fractions, neighbours=int(steps), margin=float(margin or 0.0))
-        if head.startswith("m"):
-            return cls(3.0, fractions, neighbours=0, margin=float(head[1:]))
-        return cls(float(head), fractions)
+        rule = _NEIGHBOURS.fullmatch(head)
+        if rule is None:
+            try:
+                return cls(float(head), fractions)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a setting: see `Setting` for the forms") from None
+        steps, margin, noise, below, start = rule.groups()
+        return cls(
+            3.0,
+            fractions,
+            neighbours=int(steps) if steps else 0,
+            margin=float(margin or 0.0),
+            noise=float(noise or 0.0),
+            late=(float(start), int(below)) if below else None,
+        )
 
     def describe(self, at: list[int]) -> str:
         """`at`: the rung epochs this setting gives, as the scheduler places them (`replay_scheduler`)."""
         if self.neighbours is None:
             return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
-        margin = f" or within {self.margin:g} of its score" if self.margin else ""
-        return f"leader and LRs within {self.neighbours} grid step(s){margin}, rungs at epochs {at}"
+        close = [f"within {self.margin:g}"] * bool(self.margin) + [f"{self.noise:g} SE"] * bool(self.noise)
+        text = f"leader and LRs within {self.neighbours} grid step(s)"
+        text += f" or {' or '.join(close)} of its score" if close else ""
+        if self.late:
+            text += f", {self.late[1]} step(s) below it from {self.late[0]:g} of the epochs"
+        return f"{text}, rungs at epochs {at}"
 
     def spec_fields(self) -> dict[str, Any]:
         """The spec's `early_stopping` fields that select this setting."""
         fields: dict[str, Any] = {"reduction_factor": self.reduction_factor, "rungs": self.rungs}
         if self.neighbours is not None:
-            fields |= {"rule": "neighbours", "neighbours": self.neighbours, "margin": self.margin}
+            late = {"start": self.late[0], "below": self.late[1]} if self.late else None
+            fields |= {
+                "rule": "neighbours",
+                "neighbours": self.neighbours,
+                "margin": self.margin,
+                "noise": self.noise,
+                "late": late,
+            }
         return fields
+
+
+_NEIGHBOURS = re.compile(r"(?:n(\d+)|(?=m))(?:m([\d.]+))?(?:z([\d.]+))?(?:b(\d+)@([\d.]+))?")
 
 
 def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting: Setting | None) -> SweepSpec:
@@ -120,8 +149,10 @@ def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting:
             "lrs": lrs,
         },
     )
-    es = spec.early_stopping.model_copy(
-        update={"enabled": setting is not None, "grace_period": 1} | (setting.spec_fields() if setting else {})
+    es = type(spec.early_stopping).model_validate(  # validated: the setting's fields as a spec would give them
+        spec.early_stopping.model_dump()
+        | {"enabled": setting is not None, "grace_period": 1}
+        | (setting.spec_fields() if setting else {})
     )
     return spec.model_copy(update={"early_stopping": es})
 
@@ -164,7 +195,7 @@ def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str
     rule = spec.early_stopping.keep_rule()
     for members in cells.values():
         planned = max(m.reached for m in members.values())
-        state = decide(members, scheduler.rungs_for(planned), rule)
+        state = decide(members, scheduler.rungs_for(planned), rule, epochs=planned)
         by_lr = {lr: d.epoch for d in reversed(state.decisions) for lr in d.stopped}
         for tid, m in members.items():
             if m.group in by_lr:
@@ -255,7 +286,16 @@ def main() -> None:
     p.add_argument(
         "--settings",
         nargs="+",
-        default=["n1m0.05:0.125,0.5", "n1:0.125,0.5", "3", "2", "3:0.5", "2:0.5", "m0.1", "n1:0.125", "n1m0.02:0.125"],
+        default=[
+            "n1z3b0@0.5:0.125,0.5",
+            "n1m0.01z2b0@0.5:0.125,0.5",
+            "n1z3:0.125,0.5",
+            "n1m0.05:0.125,0.5",
+            "n1:0.125,0.5",
+            "3",
+            "2",
+            "n1:0.125",
+        ],
         help="see Setting",
     )
     p.add_argument("--results", help="a finished full grid's sweep directory to replay instead of running one")
@@ -266,6 +306,7 @@ def main() -> None:
     )
     p.add_argument("--live", action="store_true", help="also run a grid with early stopping on and off")
     p.add_argument("--live-grid", choices=("demo", "6-LR"), default="demo", help="the grid --live runs")
+    p.add_argument("--keep-live", help="where --live keeps its full run's results (a grid to replay later)")
     args = p.parse_args()
 
     import ray
@@ -316,6 +357,9 @@ def main() -> None:
                 t0, c0 = time.perf_counter(), _cpu_seconds()
                 _finished(run_sweep(spec, f"live-{on}", work / "results", verbose=0))
                 walls[on], driver_cpu[on] = time.perf_counter() - t0, _cpu_seconds() - c0
+            if args.keep_live:
+                shutil.rmtree(args.keep_live, ignore_errors=True)
+                shutil.copytree(work / "results" / "live-False", args.keep_live, ignore=shutil.ignore_patterns("tune"))
             full_t, full_e = read_trials(work / "results" / "live-False"), read_epochs(work / "results" / "live-False")
             live_t, live_e = read_trials(work / "results" / "live-True"), read_epochs(work / "results" / "live-True")
             stopped = sum(1 for r in live_t.to_pylist() if r["status"] == TrialStatus.STOPPED)
