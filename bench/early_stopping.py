@@ -11,8 +11,9 @@ LRs.
 
 Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune scheduler
 applies as results arrive) under each of --settings (`Setting`: halving's reduction factor or the neighbours
-rule, then optionally `:` and the rungs as fractions of the epochs; default: the neighbours rule with the noise
-tolerance and late rungs, with a margin, and alone, and halving at its default rungs at factors 3 and 2): a trial counts
+rule, then optionally `:` and the rungs as fractions of the epochs; default: the neighbours rule at epochs 1 and 4
+with 3 standard errors and late rungs, with 2 standard errors or 1 point and late rungs, with 3 standard errors,
+with a 5-point margin, and alone; halving at factors 3 and 2; the neighbours rule at epoch 1): a trial counts
 the epochs up to the rung its LR was stopped at (--live uses the first setting). The decisions depend on the
 scores alone, never on the order results arrive in, so the replay stops exactly the trials a live early-stopped
 sweep stops. What a live run adds is the cost of pausing and restoring trials at a rung; --live measures it on
