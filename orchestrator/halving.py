@@ -28,6 +28,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from worker.selection import summarize
+
 CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 _TOLERANCE = 1e-9  # "within the margin" includes a score that misses it by floating-point rounding only
 
@@ -180,17 +182,6 @@ class KeepRule:
         return frozenset(g for g in ranked if -below <= grid.index(g) - lead <= self.neighbours or close(g))
 
 
-def _mean_and_spread(values: list[float]) -> tuple[float, float] | None:
-    """The seeds' mean and its squared standard error (0 for a single seed)."""
-    if not values:
-        return None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, variance / len(values)
-
-
 def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule, *, epochs: int) -> CellState:
     """The cell's rung decisions as far as its scores allow; ties go to the smaller LR. `epochs`: the cell's
     planned epochs, which place each rung in the schedule (the rule's late rungs)."""
@@ -204,9 +195,9 @@ def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule, 
         if any(m.live and m.reached < rung for g in participants for m in groups[g]):
             return CellState(tuple(decisions), rung, participants)
         seeds = {g: [s for m in groups[g] if (s := m.score_at(rung)) is not None] for g in participants}
-        stats = {g: st for g, values in seeds.items() if (st := _mean_and_spread(values)) is not None}
-        scores = {g: mean for g, (mean, _) in stats.items()}
-        spreads = {g: spread for g, (_, spread) in stats.items()}
+        stats = {g: summarize(values) for g, values in seeds.items() if values}
+        scores = {g: st.mean for g, st in stats.items()}
+        spreads = {g: (st.sd or 0.0) ** 2 / st.n for g, st in stats.items()}  # squared standard error; 0 for 1 seed
         ranked = tuple(sorted(scores, key=lambda g: (-scores[g], g)))
         if not ranked:
             break  # nothing reached this rung with a score (all diverged or failed): nothing to compare
