@@ -79,64 +79,90 @@ class Setting:
     """`3`, `2:0.25,0.5`: successive halving's reduction factor, then its rungs as fractions of the epochs.
     `n1:0.125`, `n1m0.02:0.125`: the neighbours rule keeping, at each rung, the leading LR, its neighbours up to
     1 grid step away and (with `m`) every LR within that margin of its score; `m0.1:0.375`: the margin alone
-    (neighbours 0); `z2`: also every LR within 2 standard errors of the leader (the noise tolerance); `b0@0.5`:
-    from half the epochs on, 0 steps below the leader (the late rungs). Both rules are the scheduler's own
-    (`orchestrator.halving.KeepRule`), in that order: `n1m0.01z2b0@0.5:0.125,0.5`."""
+    (neighbours 0); `z2`: also every LR within 2 standard errors of the leader (the noise tolerance). Then its
+    stages, each after a `/` and in this order of letters: `/b0@0.5`, from half the epochs on 0 steps below the
+    leader; `/a0z2@0.75`, from three quarters on 0 steps above it (and 0 below) and 2 standard errors; `m` too.
+    Both rules are the scheduler's own (`orchestrator.halving.KeepRule`), in that order:
+    `n1m0.01/b0z2@0.3/a0@0.7:0.125,0.375,0.75`."""
 
     reduction_factor: float
     rungs: list[float] | None
     neighbours: int | None = None
     margin: float = 0.0
     noise: float = 0.0
-    late: tuple[float, int] | None = None  # (start, below)
+    stages: tuple[dict[str, Any], ...] = ()  # the spec's `late` entries
 
     @classmethod
     def parse(cls, text: str) -> Setting:
         head, _, rungs = text.partition(":")
         fractions = [float(x) for x in rungs.split(",")] if rungs else None
         rule = _NEIGHBOURS.fullmatch(head)
-        if rule is None:
+        stages = _stages(rule.group(4)) if rule else None
+        if rule is None or stages is None:
             try:
                 return cls(float(head), fractions)
             except ValueError:
                 raise ValueError(f"{text!r} is not a setting: see `Setting` for the forms") from None
-        steps, margin, noise, below, start = rule.groups()
+        steps, margin, noise, _ = rule.groups()
         return cls(
             3.0,
             fractions,
             neighbours=int(steps) if steps else 0,
             margin=float(margin or 0.0),
             noise=float(noise or 0.0),
-            late=(float(start), int(below)) if below else None,
+            stages=tuple(stages),
         )
 
     def describe(self, at: list[int]) -> str:
         """`at`: the rung epochs this setting gives, as the scheduler places them (`replay_scheduler`)."""
         if self.neighbours is None:
             return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
-        close = [f"within {self.margin:g}"] * bool(self.margin) + [f"{self.noise:g} SE"] * bool(self.noise)
-        text = f"leader and LRs within {self.neighbours} grid step(s)"
-        text += f" or {' or '.join(close)} of its score" if close else ""
-        if self.late:
-            text += f", {self.late[1]} step(s) below it from {self.late[0]:g} of the epochs"
+        text = f"leader and LRs within {self.neighbours} grid step(s){_tolerances(self.margin, self.noise)}"
+        for st in self.stages:
+            text += f"; from {st['start']:g} of the epochs {st['below']} step(s) below it"
+            text += f", {st['above']} above" if "above" in st else ""
+            text += _tolerances(st.get("margin", 0.0), st.get("noise", 0.0))
         return f"{text}, rungs at epochs {at}"
 
     def spec_fields(self) -> dict[str, Any]:
         """The spec's `early_stopping` fields that select this setting."""
         fields: dict[str, Any] = {"reduction_factor": self.reduction_factor, "rungs": self.rungs}
         if self.neighbours is not None:
-            late = {"start": self.late[0], "below": self.late[1]} if self.late else None
             fields |= {
                 "rule": "neighbours",
                 "neighbours": self.neighbours,
                 "margin": self.margin,
                 "noise": self.noise,
-                "late": late,
+                "late": list(self.stages) or None,
             }
         return fields
 
 
-_NEIGHBOURS = re.compile(r"(?:n(\d+)|(?=m))(?:m([\d.]+))?(?:z([\d.]+))?(?:b(\d+)@([\d.]+))?")
+def _stages(tail: str) -> list[dict[str, Any]] | None:
+    """The stages written after the base rule, as the spec's `late` entries; None if `tail` is not stages."""
+    stages, at = [], 0
+    while at < len(tail):
+        st = _STAGE.match(tail, at)
+        if st is None:
+            return None
+        below, above, margin, noise, start = st.groups()
+        stage: dict[str, Any] = {"start": float(start), "below": int(below or 0)}
+        stage |= {"above": int(above)} if above else {}
+        stage |= {"margin": float(margin)} if margin else {}
+        stage |= {"noise": float(noise)} if noise else {}
+        stages.append(stage)
+        at = st.end()
+    return stages
+
+
+def _tolerances(margin: float, noise: float) -> str:
+    close = [f"within {margin:g}"] * bool(margin) + [f"{noise:g} SE"] * bool(noise)
+    return f" or {' or '.join(close)} of its score" if close else ""
+
+
+_NEIGHBOURS = re.compile(r"(?:n(\d+)|(?=m))(?:m([\d.]+))?(?:z([\d.]+))?(.*)")  # the base rule, then its stages
+# a stage, after a `/` (the first may follow `z` or the base at once, as in `n1z3b0@0.5`)
+_STAGE = re.compile(r"/?(?:b(\d+))?(?:a(\d+))?(?:m([\d.]+))?(?:z([\d.]+))?@([\d.]+)")
 
 
 def grid_spec(args: argparse.Namespace, *, lrs: dict[str, list[float]], setting: Setting | None) -> SweepSpec:

@@ -14,9 +14,12 @@ LR close to its score, since the final choice is rarely more than a grid step fr
 order among the leader's neighbours is still noise that early (bench/early_stopping.py measures both). "Close"
 is a fixed margin, or a number of standard errors of the difference between two LRs' seed means, so that an LR
 whose deficit the seeds' spread could explain is never stopped (the racing idea: Maron & Moore, "Hoeffding
-races", NIPS 1993). Late in training the neighbours rule may keep fewer LRs below the leader than above it: under
-a schedule that decays the LR (cosine to 0 here), a larger LR often trails until its steps shrink and then
-overtakes, while by mid-training a smaller LR that trails by more than the noise rarely catches up.
+races", NIPS 1993). Later in training the neighbours rule may narrow in stages: first to fewer LRs below
+the leader than above it (under a schedule that decays the LR, cosine to 0 here, a larger LR often trails until
+its steps shrink and then overtakes, while past the first epochs a smaller LR that trails by more than the noise
+rarely catches up), then to the leader and the LRs whose deficit is within the noise. The noise tolerance may
+also be left to the later stages: after the first epoch an LR's seeds often disagree by tens of points (some have
+left chance, some not), a spread that keeps nearly every LR and says little about where the LR ends.
 
 Everything here is a function of the scores, never of the order they arrived in: a sweep resumed from its
 epochs.parquet makes exactly the decisions an uninterrupted one made.
@@ -118,6 +121,41 @@ class CellState:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """The neighbours rule from the rung at `start` of a trial's epochs on, until a later stage takes over from it:
+    `below` and `above` narrow the grid steps kept by position either side of the leader (they never widen them),
+    `margin` and `noise` replace the tolerances. None: as before this stage."""
+
+    start: float
+    below: int | None = 0
+    above: int | None = None
+    margin: float | None = None
+    noise: float | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the neighbours rule keeps at one rung: grid steps either side of the leader, and its tolerances."""
+
+    below: int
+    above: int
+    margin: float
+    noise: float
+
+
+def _check_steps(name: str, steps: object) -> None:
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise ValueError(f"{name} must be a whole number of grid steps >= 0, got {steps!r}")
+
+
+def _check_tolerances(where: str, margin: float | None, noise: float | None) -> None:
+    if margin is not None and not 0.0 <= margin <= 1.0:
+        raise ValueError(f"{where}margin must be in [0, 1] (the selection metric's units), got {margin}")
+    if noise is not None and not 0.0 <= noise <= 10.0:
+        raise ValueError(f"{where}noise must be in [0, 10] standard errors, got {noise}")
+
+
+@dataclass(frozen=True)
 class KeepRule:
     """Which of a rung's LRs go on.
 
@@ -125,38 +163,47 @@ class KeepRule:
     leader, the LRs up to `neighbours` steps from it on the cell's grid (its LRs in order), and every LR whose
     score is within `margin` of the leader's (the selection metric's units: 0.02 is 2 points of accuracy) or
     within `noise` standard errors of the difference of the two seed means (3: a deficit the seeds' spread
-    could explain; an LR with one scored seed has no spread). From the rung at `late_start` of the epochs on,
-    only `late_below` steps below the leader are kept by position (those within the margin or the noise still
-    are). LRs without a score at the rung (diverged, failed) never go on.
+    could explain; an LR with one scored seed has no spread). `stages` change the rule later in training (`Stage`,
+    by increasing start): from a stage's rung on, fewer steps are kept by position and the tolerances may differ.
+    LRs without a score at the rung (diverged, failed) never go on.
     """
 
     reduction_factor: float = 3.0
     neighbours: int | None = None
     margin: float = 0.0
     noise: float = 0.0
-    late_start: float | None = None
-    late_below: int = 0
+    stages: tuple[Stage, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.reduction_factor > 1:
             raise ValueError(f"reduction_factor must be > 1, got {self.reduction_factor}")
-        for name in ("neighbours", "late_below"):
-            steps = getattr(self, name)
-            if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-                raise ValueError(f"{name} must be a whole number of grid steps >= 0, got {steps!r}")
-        if not 0.0 <= self.margin <= 1.0:
-            raise ValueError(f"margin must be in [0, 1] (the selection metric's units), got {self.margin}")
-        if not 0.0 <= self.noise <= 10.0:
-            raise ValueError(f"noise must be in [0, 10] standard errors, got {self.noise}")
-        if self.late_start is not None and not 0.0 < self.late_start < 1.0:
-            raise ValueError(f"late_start is a fraction of a trial's epochs in (0, 1), got {self.late_start}")
+        _check_steps("neighbours", self.neighbours)
+        _check_tolerances("", self.margin, self.noise)
+        starts = [st.start for st in self.stages]
+        for i, st in enumerate(self.stages):
+            if not 0.0 < st.start < 1.0:
+                raise ValueError(f"stages[{i}].start is a fraction of a trial's epochs in (0, 1), got {st.start}")
+            _check_steps(f"stages[{i}].below", st.below)
+            _check_steps(f"stages[{i}].above", st.above)
+            _check_tolerances(f"stages[{i}].", st.margin, st.noise)
+        if starts != sorted(set(starts)):
+            raise ValueError(f"stages must start at increasing fractions of the epochs, got {starts}")
 
-    def below_at(self, fraction: float) -> int | None:
-        """Grid steps below the leader kept by position at a rung `fraction` of the way through the epochs."""
+    def window_at(self, fraction: float) -> Window | None:
+        """What the neighbours rule keeps at a rung `fraction` of the way through the epochs (None for halving)."""
         if self.neighbours is None:
             return None
-        late = self.late_start is not None and fraction >= self.late_start - _TOLERANCE
-        return min(self.neighbours, self.late_below) if late else self.neighbours
+        w = Window(self.neighbours, self.neighbours, self.margin, self.noise)
+        for st in self.stages:
+            if fraction < st.start - _TOLERANCE:
+                break
+            w = Window(
+                w.below if st.below is None else min(w.below, st.below),
+                w.above if st.above is None else min(w.above, st.above),
+                w.margin if st.margin is None else st.margin,
+                w.noise if st.noise is None else st.noise,
+            )
+        return w
 
     def promote(
         self,
@@ -169,22 +216,23 @@ class KeepRule:
     ) -> frozenset[float]:
         """The LRs of `ranked` (scored, best first) that go on; `grid` is every LR of the cell, in order;
         `spreads` each LR's squared standard error of its seed mean; `fraction` the rung's place in the epochs."""
-        if self.neighbours is None:
+        w = self.window_at(fraction)
+        if w is None:
             return frozenset(ranked[: max(1, math.ceil(len(ranked) / self.reduction_factor))])
         leader = ranked[0]
-        lead, below = grid.index(leader), self.below_at(fraction)
+        lead = grid.index(leader)
         spreads = spreads or {}
 
         def close(g: float) -> bool:
-            noise = self.noise * math.sqrt(spreads.get(leader, 0.0) + spreads.get(g, 0.0))
-            return scores[leader] - scores[g] <= max(self.margin, noise) + _TOLERANCE
+            noise = w.noise * math.sqrt(spreads.get(leader, 0.0) + spreads.get(g, 0.0))
+            return scores[leader] - scores[g] <= max(w.margin, noise) + _TOLERANCE
 
-        return frozenset(g for g in ranked if -below <= grid.index(g) - lead <= self.neighbours or close(g))
+        return frozenset(g for g in ranked if -w.below <= grid.index(g) - lead <= w.above or close(g))
 
 
 def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule, *, epochs: int) -> CellState:
     """The cell's rung decisions as far as its scores allow; ties go to the smaller LR. `epochs`: the cell's
-    planned epochs, which place each rung in the schedule (the rule's late rungs)."""
+    planned epochs, which place each rung in the schedule (the rule's stages)."""
     groups: dict[float, list[Member]] = {}
     for m in members.values():
         groups.setdefault(m.group, []).append(m)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.halving import KeepRule
+from orchestrator.halving import KeepRule, Stage
 from worker import catalog
 from worker.config import TrialConfig, learning_rate
 from worker.strict_yaml import YamlError, YamlMap, load_file, load_text
@@ -59,8 +59,14 @@ def field_path(loc: Sequence[str | int]) -> str:
     return out
 
 
+def _as_list(value: Any) -> Any:
+    """One mapping stands for a list of one (`late: {start: 0.5}`)."""
+    return [value] if isinstance(value, dict) else value
+
+
 class LateRungs(BaseModel):
-    """The neighbours rule late in training, when a smaller LR's deficit has stopped being a matter of pace."""
+    """The neighbours rule later in training, when a smaller LR's deficit has stopped being a matter of pace and the
+    order among the leaders has settled: from `start` on, fewer grid steps are kept by position."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -71,9 +77,24 @@ class LateRungs(BaseModel):
         0,
         ge=0,
         le=20,
-        description="grid steps below the leader kept at a late rung whatever their score (`neighbours` above it "
-        "still are; LRs within the margin or the noise too)",
+        description="grid steps below the leader kept at a late rung whatever their score (never more than "
+        "`neighbours`; LRs within the margin or the noise too)",
     )
+    above: int | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="grid steps above the leader kept at a late rung whatever their score; null: as before",
+    )
+    margin: float | None = Field(
+        None, ge=0.0, le=1.0, allow_inf_nan=False, description="the margin at a late rung; null: as before"
+    )
+    noise: float | None = Field(
+        None, ge=0.0, le=10.0, allow_inf_nan=False, description="the noise tolerance at a late rung; null: as before"
+    )
+
+    def stage(self) -> Stage:
+        return Stage(self.start, self.below, self.above, self.margin, self.noise)
 
 
 class EarlyStopping(BaseModel):
@@ -119,9 +140,23 @@ class EarlyStopping(BaseModel):
         "difference of their seed means are kept too (3: a deficit the seeds' spread could explain; an LR with one "
         "seed has no spread, so there only the margin counts)",
     )
-    late: LateRungs | None = Field(
-        None, description="neighbours rule: from `start` of the epochs on, keep only `below` steps below the leader"
+    late: Annotated[list[LateRungs] | None, BeforeValidator(_as_list)] = Field(
+        None,
+        description="neighbours rule: from `start` of the epochs on, keep only `below` (and `above`) steps either "
+        "side of the leader, with its own margin and noise if given; a list: stages by increasing start, each "
+        "going on from the one before",
     )
+
+    @field_validator("late")
+    @classmethod
+    def _stages_in_order(cls, v: list[LateRungs] | None) -> list[LateRungs] | None:
+        starts = [st.start for st in v or []]
+        if starts != sorted(set(starts)):
+            raise ValueError(f"late stages must start at increasing fractions of the epochs, got starts {starts}")
+        return v
+
+    def stages(self) -> tuple[Stage, ...]:
+        return tuple(st.stage() for st in self.late or [])
 
     def keep_rule(self) -> KeepRule:
         """The rule the scheduler applies at each rung (`neighbours`, `margin`, `noise` and `late` count under the
@@ -132,8 +167,7 @@ class EarlyStopping(BaseModel):
                 neighbours=self.neighbours,
                 margin=self.margin,
                 noise=self.noise,
-                late_start=self.late.start if self.late else None,
-                late_below=self.late.below if self.late else 0,
+                stages=self.stages(),
             )
         return KeepRule(self.reduction_factor)
 

@@ -16,7 +16,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from orchestrator import sinks
 from orchestrator.cell_scheduler import CellScheduler, cell_of, epochs_of, sweep_trial_id
-from orchestrator.halving import KeepRule, Member, decide, rung_epochs
+from orchestrator.halving import KeepRule, Member, Stage, Window, decide, rung_epochs
 from orchestrator.results import ResultsStore
 from tests.orchestrator.test_results import report
 from worker.config import TrialConfig
@@ -420,7 +420,7 @@ def _curves(curves: dict[float, list[float]]) -> dict[str, Member]:
 
 
 def test_late_rungs_keep_the_larger_neighbour_and_a_smaller_one_only_within_the_margin() -> None:
-    rule = KeepRule(neighbours=1, margin=0.01, late_start=0.5, late_below=0)
+    rule = KeepRule(neighbours=1, margin=0.01, stages=(Stage(0.5, below=0),))
     cell = {  # epochs 1-4 of 8; 1e-2 leads throughout
         1e-3: [0.4, 0.5, 0.60, 0.70],
         3e-3: [0.5, 0.6, 0.70, 0.80],
@@ -437,12 +437,37 @@ def test_late_rungs_keep_the_larger_neighbour_and_a_smaller_one_only_within_the_
     # where the rung falls in the schedule decides: epoch 4 of 16 is not late
     _, late = decide(_curves(cell | {3e-3: [0.5, 0.6, 0.7, 0.8]}), [1, 4], rule, epochs=16).decisions
     assert late.promoted == {3e-3, 1e-2, 3e-2}
-    # below can only narrow: late_below larger than neighbours keeps `neighbours`
-    assert KeepRule(neighbours=1, late_start=0.5, late_below=3).below_at(0.5) == 1
+    # a stage only narrows: `below` larger than neighbours keeps `neighbours`
+    assert KeepRule(neighbours=1, stages=(Stage(0.5, below=3),)).window_at(0.5) == Window(1, 1, 0.0, 0.0)
+
+
+def test_stages_go_on_from_each_other_and_narrow_the_window_late() -> None:
+    rule = KeepRule(
+        neighbours=1,
+        margin=0.01,
+        stages=(Stage(0.3, below=0, noise=2.0), Stage(0.7, below=None, above=0, margin=0.0)),
+    )
+    assert rule.window_at(0.125) == Window(1, 1, 0.01, 0.0)
+    assert rule.window_at(0.375) == Window(0, 1, 0.01, 2.0)
+    assert rule.window_at(0.75) == Window(0, 0, 0.0, 2.0)  # below stays 0, noise stays 2 from the stage before
+    cell = {  # one seed per LR, epochs 1-6 of 8; 1e-2 leads from epoch 3, 3e-2 trails it by 2 points at epoch 6
+        1e-3: [0.60, 0.65, 0.70, 0.72, 0.74, 0.75],
+        3e-3: [0.62, 0.70, 0.78, 0.80, 0.82, 0.83],
+        1e-2: [0.55, 0.72, 0.82, 0.84, 0.86, 0.88],
+        3e-2: [0.40, 0.60, 0.80, 0.83, 0.85, 0.86],
+        1e-1: [0.10, 0.10, 0.10, 0.10, 0.10, 0.10],
+    }
+    first, second, third = decide(_curves(cell), [1, 3, 6], rule, epochs=8).decisions
+    assert first.promoted == {1e-3, 3e-3, 1e-2}  # 3e-3 leads at epoch 1: a step either side
+    assert second.promoted == {1e-2}  # 1e-2 leads at epoch 3; 3e-2 was stopped at epoch 1, 3e-3 is below
+    cell[1e-2][0] = 0.65  # now 1e-2 leads at epoch 1 too, and 3e-2 goes on as its larger neighbour
+    first, second, third = decide(_curves(cell), [1, 3, 6], rule, epochs=8).decisions
+    assert (first.promoted, second.promoted) == ({3e-3, 1e-2, 3e-2}, {1e-2, 3e-2})
+    assert third.promoted == {1e-2}  # from 0.7 of the epochs nothing above the leader by position, no margin
 
 
 def test_a_cell_with_late_rungs_stops_the_smaller_neighbour_at_the_late_rung_through_the_scheduler() -> None:
-    rule = KeepRule(neighbours=1, late_start=0.5, late_below=0)
+    rule = KeepRule(neighbours=1, stages=(Stage(0.5, below=0),))
     sched = CellScheduler(rule=rule, rungs=[0.25, 0.5])  # 4 epochs: rungs at 1 and 2, the second late
     lrs = [1e-3, 3e-3, 1e-2]
     ts = {lr: trial("tiny_vit", lr, epochs=4) for lr in lrs}
@@ -459,9 +484,12 @@ def test_a_cell_with_late_rungs_stops_the_smaller_neighbour_at_the_late_rung_thr
     ("kwargs", "message"),
     [
         ({"neighbours": 1, "noise": -1.0}, "noise"),
-        ({"neighbours": 1, "late_start": 1.0}, "late_start"),
-        ({"neighbours": 1, "late_below": -1}, "late_below"),
-        ({"neighbours": 1, "late_below": 0.5}, "late_below"),
+        ({"neighbours": 1, "stages": (Stage(1.0),)}, r"stages\[0\]\.start"),
+        ({"neighbours": 1, "stages": (Stage(0.5, below=-1),)}, r"stages\[0\]\.below"),
+        ({"neighbours": 1, "stages": (Stage(0.5, above=0.5),)}, r"stages\[0\]\.above"),
+        ({"neighbours": 1, "stages": (Stage(0.5, noise=11.0),)}, r"stages\[0\]\.noise"),
+        ({"neighbours": 1, "stages": (Stage(0.5, margin=2.0),)}, r"stages\[0\]\.margin"),
+        ({"neighbours": 1, "stages": (Stage(0.7), Stage(0.3))}, "increasing"),
     ],
 )
 def test_bad_keep_rules_are_named(kwargs: dict[str, Any], message: str) -> None:

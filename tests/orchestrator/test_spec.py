@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import SweepSpecError, field_path, load_preset, load_spec, validate_spec
+from orchestrator.halving import Stage, Window
 from worker import catalog
 from worker.config import TrialConfig, learning_rate
 from worker.strict_yaml import load_text
@@ -145,9 +146,12 @@ def test_the_early_stopping_rule_is_one_of_two_and_its_settings_are_bounded() ->
         ({"neighbours": -1}, "early_stopping.neighbours", "greater than or equal to 0"),
         ({"margin": 2.0}, "early_stopping.margin", "less than or equal to 1"),
         ({"noise": -1}, "early_stopping.noise", "greater than or equal to 0"),
-        ({"late": {"start": 1.5}}, "early_stopping.late.start", "less than 1"),
-        ({"late": {"below": -1}}, "early_stopping.late.below", "greater than or equal to 0"),
-        ({"late": {"from": 0.5}}, "early_stopping.late.from", "Extra inputs are not permitted"),
+        ({"late": {"start": 1.5}}, "early_stopping.late[0].start", "less than 1"),
+        ({"late": {"below": -1}}, "early_stopping.late[0].below", "greater than or equal to 0"),
+        ({"late": {"from": 0.5}}, "early_stopping.late[0].from", "Extra inputs are not permitted"),
+        ({"late": {"above": -1}}, "early_stopping.late[0].above", "greater than or equal to 0"),
+        ({"late": [{"start": 0.7}, {"start": 0.3}]}, "early_stopping.late", "increasing fractions"),
+        ({"late": [{"start": 0.3, "noise": 11}]}, "early_stopping.late[0].noise", "less than or equal to 10"),
     ):
         with pytest.raises(SweepSpecError) as e:
             load_spec({**_spec(), "early_stopping": {"enabled": True, **bad}})
@@ -159,11 +163,20 @@ def test_the_driver_hands_the_specs_rule_to_the_scheduler() -> None:
 
     spec = load_spec({**_spec(), "early_stopping": {"enabled": True, "rule": "neighbours", "margin": 0.02}})
     rule = early_stopping_scheduler(spec, "s")._rule
-    assert (rule.neighbours, rule.margin, rule.noise, rule.late_start) == (1, 0.02, 0.0, None)
+    assert (rule.neighbours, rule.margin, rule.noise, rule.stages) == (1, 0.02, 0.0, ())
     late = {"enabled": True, "rule": "neighbours", "noise": 2, "late": {"start": 0.5}}
     rule = early_stopping_scheduler(load_spec({**_spec(), "early_stopping": late}), "s")._rule
-    assert (rule.noise, rule.late_start, rule.late_below) == (2.0, 0.5, 0)
-    assert (rule.below_at(0.125), rule.below_at(0.5)) == (1, 0)
+    assert (rule.noise, rule.stages) == (2.0, (Stage(0.5, below=0),))
+    assert (rule.window_at(0.125).below, rule.window_at(0.5).below) == (1, 0)
+    staged = {
+        "enabled": True,
+        "rule": "neighbours",
+        "margin": 0.01,
+        "late": [{"start": 0.3, "noise": 2}, {"start": 0.7, "above": 0}],
+    }
+    rule = early_stopping_scheduler(load_spec({**_spec(), "early_stopping": staged}), "s")._rule
+    assert rule.stages == (Stage(0.3, below=0, noise=2.0), Stage(0.7, below=0, above=0))
+    assert rule.window_at(0.75) == Window(0, 0, 0.01, 2.0)
     halving = load_spec({**_spec(), "early_stopping": {"enabled": True, "reduction_factor": 2, "margin": 0.02}})
     rule = early_stopping_scheduler(halving, "s")._rule
     assert (rule.neighbours, rule.reduction_factor) == (None, 2.0)  # margin belongs to the neighbours rule only
