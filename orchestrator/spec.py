@@ -142,6 +142,7 @@ class EarlyStopping(BaseModel):
     )
     late: Annotated[list[LateRungs] | None, BeforeValidator(_as_list)] = Field(
         None,
+        max_length=20,
         description="neighbours rule: from `start` of the epochs on, keep only `below` (and `above`) steps either "
         "side of the leader, with its own margin and noise if given; a list: stages by increasing start, each "
         "going on from the one before",
