@@ -10,16 +10,16 @@ shipped backbones (copied to .cache/bench-weights). The demo's own grid is the s
 LRs.
 
 Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune scheduler
-applies as results arrive) under each of --settings (`Setting`: halving's reduction factor or the neighbours
-rule, then optionally `:` and the rungs as fractions of the epochs; default: the neighbours rule at epochs 1, 3
-and 6 with 3 standard errors at the first rung and a 1-point margin at the later ones, the same with 2 points, a
-1-point margin throughout; at epochs 1 and 4 with 3 standard errors and late rungs, with a 5-point margin; halving
-at factor 3): a trial counts the epochs up to the rung its LR was stopped at (--live uses the first setting).
-The decisions depend on the scores alone, never on the order results arrive in, so the replay stops exactly the
-trials a live early-stopped sweep stops. What a live run adds is the cost of pausing and restoring trials at a
-rung; --live measures it on the demo grid (the demo grid with early stopping on and off, one after the other):
-the wall times, the early-stopped run's own figures against the full run's, and the replay of the full run's
-results, so that live and replay are compared on the same trials.
+applies as results arrive) under each of --settings (`Setting`: halving's reduction factor or the neighbours rule,
+then optionally `:` and the rungs as fractions of the epochs; default: the neighbours rule at epochs 1 and 4 with 3
+standard errors and late rungs; at epochs 1, 3 and 6 with 3 standard errors, narrowing in stages; with 3 standard
+errors at the first rung and a 1-point margin at the later ones; with a 1-point margin throughout; at epochs 1 and
+4 with a 5-point margin; halving at factor 3): a trial counts the epochs up to the rung its LR was stopped at
+(--live uses the first setting). The decisions depend on the scores alone, never on the order results arrive in, so
+the replay stops exactly the trials a live early-stopped sweep stops. What a live run adds is the cost of pausing
+and restoring trials at a rung; --live measures it on the demo grid (the demo grid with early stopping on and off,
+one after the other): the wall times, the early-stopped run's own figures against the full run's, and the replay of
+the full run's results, so that live and replay are compared on the same trials.
 
 Printed on the last lines, per grid and setting: epochs and trial-seconds of the early-stopped grid against the
 full one; in how many (model, dataset, method) cells the selection rule chooses the full grid's LR; the largest
@@ -314,10 +314,10 @@ def main() -> None:
         "--settings",
         nargs="+",
         default=[
-            "n1z3/m0.01z0@0.25/a0@0.5:0.125,0.375,0.75",
-            "n1z3/m0.02z0@0.25/a0@0.5:0.125,0.375,0.75",
-            "n1m0.01/b0@0.25/a0@0.5:0.125,0.375,0.75",
             "n1z3b0@0.5:0.125,0.5",
+            "n1z3/b0@0.25/a0@0.5:0.125,0.375,0.75",
+            "n1z3/m0.01z0@0.25/a0@0.5:0.125,0.375,0.75",
+            "n1m0.01/b0@0.25/a0@0.5:0.125,0.375,0.75",
             "n1m0.05:0.125,0.5",
             "3",
         ],
