@@ -148,6 +148,12 @@ def _check_steps(name: str, steps: object) -> None:
         raise ValueError(f"{name} must be a whole number of grid steps >= 0, got {steps!r}")
 
 
+def check_stage_order(starts: Sequence[float]) -> None:
+    """Stages start at strictly increasing fractions of the epochs (the spec's `late` and `KeepRule` alike)."""
+    if list(starts) != sorted(set(starts)):
+        raise ValueError(f"stages must start at increasing fractions of the epochs, got {list(starts)}")
+
+
 def _check_tolerances(where: str, margin: float | None, noise: float | None) -> None:
     if margin is not None and not 0.0 <= margin <= 1.0:
         raise ValueError(f"{where}margin must be in [0, 1] (the selection metric's units), got {margin}")
@@ -179,15 +185,13 @@ class KeepRule:
             raise ValueError(f"reduction_factor must be > 1, got {self.reduction_factor}")
         _check_steps("neighbours", self.neighbours)
         _check_tolerances("", self.margin, self.noise)
-        starts = [st.start for st in self.stages]
         for i, st in enumerate(self.stages):
             if not 0.0 < st.start < 1.0:
                 raise ValueError(f"stages[{i}].start is a fraction of a trial's epochs in (0, 1), got {st.start}")
             _check_steps(f"stages[{i}].below", st.below)
             _check_steps(f"stages[{i}].above", st.above)
             _check_tolerances(f"stages[{i}].", st.margin, st.noise)
-        if starts != sorted(set(starts)):
-            raise ValueError(f"stages must start at increasing fractions of the epochs, got {starts}")
+        check_stage_order([st.start for st in self.stages])
 
     def window_at(self, fraction: float) -> Window | None:
         """What the neighbours rule keeps at a rung `fraction` of the way through the epochs (None for halving)."""

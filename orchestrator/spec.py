@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.halving import KeepRule, Stage
+from orchestrator.halving import KeepRule, Stage, check_stage_order
 from worker import catalog
 from worker.config import TrialConfig, learning_rate
 from worker.strict_yaml import YamlError, YamlMap, load_file, load_text
@@ -151,9 +151,7 @@ class EarlyStopping(BaseModel):
     @field_validator("late")
     @classmethod
     def _stages_in_order(cls, v: list[LateRungs] | None) -> list[LateRungs] | None:
-        starts = [st.start for st in v or []]
-        if starts != sorted(set(starts)):
-            raise ValueError(f"late stages must start at increasing fractions of the epochs, got starts {starts}")
+        check_stage_order([st.start for st in v or []])
         return v
 
     def stages(self) -> tuple[Stage, ...]:
