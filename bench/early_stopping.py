@@ -23,8 +23,9 @@ the full run's results, so that live and replay are compared on the same trials.
 
 Printed on the last lines, per grid and setting: epochs and trial-seconds of the early-stopped grid against the
 full one; in how many (model, dataset, method) cells the selection rule chooses the full grid's LR; the largest
-change of any OOD and ID table cell, in points. Targets: >= 50% of trial-seconds saved, the same LR in >= 95%
-of cells, no table cell moved by more than 1 point.
+change of any OOD and ID table cell, in points. Then, per seed, the full grid's own choice made without that seed
+against the one made with all: how many answers a single seed decides. Targets: >= 50% of trial-seconds saved,
+the same LR in >= 95% of cells, no table cell moved by more than 1 point.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class Setting:
     """`3`, `2:0.25,0.5`: successive halving's reduction factor, then its rungs as fractions of the epochs.
     `n1:0.125`, `n1m0.02:0.125`: the neighbours rule keeping, at each rung, the leading LR, its neighbours up to
     1 grid step away and (with `m`) every LR within that margin of its score; `m0.1:0.375`: the margin alone
-    (neighbours 0); `z2`: also every LR within 2 standard errors of the leader (the noise tolerance). Then its
+    (neighbours 0); `z2`: also every LR within 2 standard errors of the leader (the noise tolerance); `z2p`: those
+    standard errors paired by seed (`KeepRule.paired`). Then its
     stages, each after a `/` and in this order of letters: `/b0@0.5`, from half the epochs on 0 steps below the
     leader; `/a0z2@0.75`, from three quarters on 0 steps above it (and 0 below) and 2 standard errors; `m` too.
     Both rules are the scheduler's own (`orchestrator.halving.KeepRule`), in that order:
@@ -91,19 +93,20 @@ class Setting:
     margin: float = 0.0
     noise: float = 0.0
     stages: tuple[dict[str, Any], ...] = ()  # the spec's `late` entries
+    paired: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Setting:
         head, _, rungs = text.partition(":")
         fractions = [float(x) for x in rungs.split(",")] if rungs else None
         rule = _NEIGHBOURS.fullmatch(head)
-        stages = _stages(rule.group(4)) if rule else None
+        stages = _stages(rule.group(5)) if rule else None
         if rule is None or stages is None:
             try:
                 return cls(float(head), fractions)
             except ValueError:
                 raise ValueError(f"{text!r} is not a setting: see `Setting` for the forms") from None
-        steps, margin, noise, _ = rule.groups()
+        steps, margin, noise, paired, _ = rule.groups()
         return cls(
             3.0,
             fractions,
@@ -111,17 +114,19 @@ class Setting:
             margin=float(margin or 0.0),
             noise=float(noise or 0.0),
             stages=tuple(stages),
+            paired=bool(paired),
         )
 
     def describe(self, at: list[int]) -> str:
         """`at`: the rung epochs this setting gives, as the scheduler places them (`replay_scheduler`)."""
         if self.neighbours is None:
             return f"reduction factor {self.reduction_factor:g}, rungs at epochs {at}"
-        text = f"leader and LRs within {self.neighbours} grid step(s){_tolerances(self.margin, self.noise)}"
+        pair = " paired" * self.paired
+        text = f"leader and LRs within {self.neighbours} grid step(s){_tolerances(self.margin, self.noise, pair)}"
         for st in self.stages:
             text += f"; from {st['start']:g} of the epochs {st['below']} step(s) below it"
             text += f", {st['above']} above" if "above" in st else ""
-            text += _tolerances(st.get("margin", 0.0), st.get("noise", 0.0))
+            text += _tolerances(st.get("margin", 0.0), st.get("noise", 0.0), pair)
         return f"{text}, rungs at epochs {at}"
 
     def spec_fields(self) -> dict[str, Any]:
@@ -133,6 +138,7 @@ class Setting:
                 "neighbours": self.neighbours,
                 "margin": self.margin,
                 "noise": self.noise,
+                "paired": self.paired,
                 "late": list(self.stages) or None,
             }
         return fields
@@ -155,12 +161,12 @@ def _stages(tail: str) -> list[dict[str, Any]] | None:
     return stages
 
 
-def _tolerances(margin: float, noise: float) -> str:
-    close = [f"within {margin:g}"] * bool(margin) + [f"{noise:g} SE"] * bool(noise)
+def _tolerances(margin: float, noise: float, pair: str = "") -> str:
+    close = [f"within {margin:g}"] * bool(margin) + [f"{noise:g}{pair} SE"] * bool(noise)
     return f" or {' or '.join(close)} of its score" if close else ""
 
 
-_NEIGHBOURS = re.compile(r"(?:n(\d+)|(?=m))(?:m([\d.]+))?(?:z([\d.]+))?(.*)")  # the base rule, then its stages
+_NEIGHBOURS = re.compile(r"(?:n(\d+)|(?=m))(?:m([\d.]+))?(?:z([\d.]+))?(p)?(.*)")  # the base rule, then its stages
 # a stage, after a `/` (the first may follow `z` or the base at once, as in `n1z3b0@0.5`)
 _STAGE = re.compile(r"/?(?:b(\d+))?(?:a(\d+))?(?:m([\d.]+))?(?:z([\d.]+))?@([\d.]+)")
 
@@ -214,7 +220,7 @@ def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str
     last: dict[str, int] = {}
     for rec in recorded_trials(trials.to_pylist(), epochs.to_pylist()):
         _, dataset, method = rec.cell
-        m = Member(group=rec.lr, last_epoch_rule=reports_last_epoch(method, dataset))
+        m = Member(group=rec.lr, last_epoch_rule=reports_last_epoch(method, dataset), seed=rec.seed)
         m.merge(rec)
         cells.setdefault(rec.cell, {})[rec.trial_id] = m
         last[rec.trial_id] = m.reached
@@ -286,6 +292,28 @@ def subset(trials: pa.Table, epochs: pa.Table, lrs: dict[str, list[float]]) -> t
     return trials.filter(pc.is_in(trials["trial_id"], value_set=ids)), epochs.filter(
         pc.is_in(epochs["trial_id"], value_set=ids)
     )
+
+
+def seed_left_out(trials: pa.Table, epochs: pa.Table, full: Figures) -> list[str]:
+    """Per seed, the LRs the full grid chooses without it, read in the full grid's tables (every seed's mean at
+    that LR, so a cell moves only where the choice moved): how many of the grid's own answers rest on one seed,
+    the yardstick for what any early stopping can keep."""
+    seeds = sorted(set(trials.column("seed").to_pylist()))
+    per_lr = {c.key: {s.lr: s for s in c.per_lr} for c in select_cells(trials.to_pylist(), epochs.to_pylist())}
+    lines = []
+    for seed in seeds if len(seeds) > 1 else []:
+        t = trials.filter(pc.not_equal(trials["seed"], seed))
+        ids = pa.array(sorted(set(t.column("trial_id").to_pylist())), pa.string())
+        chosen = figures(t, epochs.filter(pc.is_in(epochs["trial_id"], value_set=ids)), None).chosen
+        table: dict[tuple[str, str, str, str], float | None] = {}
+        for key, lr in chosen.items():
+            summary = per_lr[key].get(lr) if lr is not None else None
+            for name, metric in (("ood", "ood_test"), ("id", "id_test")):
+                v = summary.mean(metric) if summary else None
+                table[(*key, name)] = None if v is None else 100.0 * v
+        other = Figures(full.epochs, full.trial_seconds, chosen, table)
+        lines.append(f"  the full grid's choice without seed {seed}, against its own: {agreement(full, other)}")
+    return lines
 
 
 def _cpu_seconds() -> float:
@@ -368,6 +396,7 @@ def main() -> None:
                 stopped = figures(t, e, stop_epochs(es, t, e))
                 at = replay_scheduler(es).rungs_for(full_spec.epochs or 1)
                 lines.append(compare(f"  {setting.describe(at)}", full, stopped))
+            lines += seed_left_out(t, e, full)
             if args.against:
                 other = figures(*subset(read_trials(args.against), read_epochs(args.against), lrs), None)
                 lines.append(f"  the full grid of {args.against} against this one: {agreement(full, other)}")

@@ -135,11 +135,11 @@ class CellScheduler(FIFOScheduler):
 
     # ---- what is known of each cell ----------------------------------------------------------------------
 
-    def _member(self, tid: str, cell: Cell, lr: float) -> Member:
+    def _member(self, tid: str, cell: Cell, lr: float, seed: int | None) -> Member:
         members = self._cells.setdefault(cell, {})
         if tid not in members:
             _, dataset, method = cell
-            members[tid] = Member(group=lr, last_epoch_rule=reports_last_epoch(method, dataset))
+            members[tid] = Member(group=lr, last_epoch_rule=reports_last_epoch(method, dataset), seed=seed)
         self._cell_of[tid] = cell
         return members[tid]
 
@@ -152,7 +152,7 @@ class CellScheduler(FIFOScheduler):
         if sink is None:
             return
         for rec in sink.recorded_trials():
-            member = self._member(rec.trial_id, rec.cell, rec.lr)
+            member = self._member(rec.trial_id, rec.cell, rec.lr, rec.seed)
             member.merge(rec)
             if rec.trial_id not in self._tune:  # a trial Tune has not created yet runs in this run unless done
                 member.live = rec.status not in TrialStatus.DONE
@@ -165,7 +165,7 @@ class CellScheduler(FIFOScheduler):
             config = _trial_config(trial)
             tid = self._sweep_ids[trial.trial_id] = config.trial_id()
             cell = _cell(config)
-            member = self._member(tid, cell, config.lr)
+            member = self._member(tid, cell, config.lr, config.seed)
             if cell not in self._rungs:
                 epochs = max(1, config.epochs_planned())
                 self._last_epoch[cell] = epochs

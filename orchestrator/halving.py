@@ -63,6 +63,7 @@ class RecordedTrial:
     status: str
     scores: Mapping[int, float]  # epoch -> ID validation, evaluated epochs only
     reached: int  # the last epoch recorded
+    seed: int | None = None
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Member:
     reached: int = 0  # the last epoch it reported
     live: bool = False  # running or waiting to run in this run: a rung waits for it
     last_epoch_rule: bool = False  # its cell reports the last epoch, not the best (`selection.reports_last_epoch`)
+    seed: int | None = None  # the trial's seed: its LR's other trials of the same seed start alike (`KeepRule.paired`)
 
     def record(self, epoch: int, score: float | None) -> None:
         self.reached = max(self.reached, epoch)
@@ -85,6 +87,8 @@ class Member:
         for epoch, score in recorded.scores.items():
             self.record(epoch, score)
         self.reached = max(self.reached, recorded.reached)
+        if self.seed is None:
+            self.seed = recorded.seed
 
     def score_at(self, rung: int) -> float | None:
         """What the selection rule would see of this trial had it stopped at `rung`."""
@@ -169,9 +173,12 @@ class KeepRule:
     leader, the LRs up to `neighbours` steps from it on the cell's grid (its LRs in order), and every LR whose
     score is within `margin` of the leader's (the selection metric's units: 0.02 is 2 points of accuracy) or
     within `noise` standard errors of the difference of the two seed means (3: a deficit the seeds' spread
-    could explain; an LR with one scored seed has no spread). `stages` change the rule later in training (`Stage`,
-    by increasing start): from a stage's rung on, fewer steps are kept by position and the tolerances may differ.
-    LRs without a score at the rung (diverged, failed) never go on.
+    could explain; an LR with one scored seed has no spread). `paired`: that standard error is the one of the
+    per-seed differences where the two LRs share two or more scored seeds: a trial's seed sets its head's
+    initialization and its batch order, the same at every LR, so what a seed does to both cancels out of the
+    difference (common random numbers); otherwise, and unpaired, it comes from each LR's own spread. `stages`
+    change the rule later in training (`Stage`, by increasing start): from a stage's rung on, fewer steps are kept
+    by position and the tolerances may differ. LRs without a score at the rung (diverged, failed) never go on.
     """
 
     reduction_factor: float = 3.0
@@ -179,6 +186,7 @@ class KeepRule:
     margin: float = 0.0
     noise: float = 0.0
     stages: tuple[Stage, ...] = ()
+    paired: bool = False
 
     def __post_init__(self) -> None:
         if not self.reduction_factor > 1:
@@ -215,23 +223,36 @@ class KeepRule:
         scores: Mapping[float, float],
         grid: Sequence[float],
         *,
-        spreads: Mapping[float, float] | None = None,
+        deficit_se: Mapping[float, float] | None = None,
         fraction: float = 0.0,
     ) -> frozenset[float]:
         """The LRs of `ranked` (scored, best first) that go on; `grid` is every LR of the cell, in order;
-        `spreads` each LR's squared standard error of its seed mean; `fraction` the rung's place in the epochs."""
+        `deficit_se` the standard error of each LR's deficit to the leader (`deficit_se`); `fraction` the rung's
+        place in the epochs."""
         w = self.window_at(fraction)
         if w is None:
             return frozenset(ranked[: max(1, math.ceil(len(ranked) / self.reduction_factor))])
         leader = ranked[0]
         lead = grid.index(leader)
-        spreads = spreads or {}
+        deficit_se = deficit_se or {}
 
         def close(g: float) -> bool:
-            noise = w.noise * math.sqrt(spreads.get(leader, 0.0) + spreads.get(g, 0.0))
+            noise = w.noise * deficit_se.get(g, 0.0)
             return scores[leader] - scores[g] <= max(w.margin, noise) + _TOLERANCE
 
         return frozenset(g for g in ranked if -w.below <= grid.index(g) - lead <= w.above or close(g))
+
+
+def deficit_se(leader: Mapping[object, float], other: Mapping[object, float], *, paired: bool) -> float:
+    """The standard error of the difference of two LRs' seed means (`_seed_scores`: seed -> score). Paired, over
+    the seeds both scored when there are two or more: the sd of the per-seed differences / sqrt(n)."""
+    shared = [s for s in leader if isinstance(s, int) and s in other]
+    if paired and len(shared) >= 2:
+        return (summarize([leader[s] - other[s] for s in shared]).sd or 0.0) / math.sqrt(len(shared))
+    spread = 0.0
+    for values in (list(leader.values()), list(other.values())):
+        spread += (summarize(values).sd or 0.0) ** 2 / len(values)  # squared standard error; 0 for 1 seed
+    return math.sqrt(spread)
 
 
 def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule, *, epochs: int) -> CellState:
@@ -246,14 +267,24 @@ def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule, 
     for rung in rungs:
         if any(m.live and m.reached < rung for g in participants for m in groups[g]):
             return CellState(tuple(decisions), rung, participants)
-        seeds = {g: [s for m in groups[g] if (s := m.score_at(rung)) is not None] for g in participants}
-        stats = {g: summarize(values) for g, values in seeds.items() if values}
-        scores = {g: st.mean for g, st in stats.items()}
-        spreads = {g: (st.sd or 0.0) ** 2 / st.n for g, st in stats.items()}  # squared standard error; 0 for 1 seed
+        seeds = {g: _seed_scores(groups[g], rung) for g in participants}
+        scores = {g: summarize(list(by_seed.values())).mean for g, by_seed in seeds.items() if by_seed}
         ranked = tuple(sorted(scores, key=lambda g: (-scores[g], g)))
         if not ranked:
             break  # nothing reached this rung with a score (all diverged or failed): nothing to compare
-        promoted = rule.promote(ranked, scores, grid, spreads=spreads, fraction=rung / max(1, epochs))
+        se = {g: deficit_se(seeds[ranked[0]], seeds[g], paired=rule.paired) for g in ranked}
+        promoted = rule.promote(ranked, scores, grid, deficit_se=se, fraction=rung / max(1, epochs))
         decisions.append(RungDecision(rung, participants, ranked, promoted))
         participants = promoted
     return CellState(tuple(decisions), None, frozenset())
+
+
+def _seed_scores(members: Sequence[Member], rung: int) -> dict[object, float]:
+    """An LR's scores at a rung by seed; a trial of unknown seed, or a second of one seed, gets a key of its own
+    that pairs with nothing."""
+    out: dict[object, float] = {}
+    for m in members:
+        score = m.score_at(rung)
+        if score is not None:
+            out[m.seed if m.seed is not None and m.seed not in out else object()] = score
+    return out

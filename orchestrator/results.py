@@ -61,6 +61,7 @@ def recorded_trials(
             t["status"],
             scores.get(t["trial_id"], {}),
             reached.get(t["trial_id"], 0),
+            t.get("seed"),
         )
         for t in trial_rows
     ]

@@ -140,6 +140,12 @@ class EarlyStopping(BaseModel):
         "difference of their seed means are kept too (3: a deficit the seeds' spread could explain; an LR with one "
         "seed has no spread, so there only the margin counts)",
     )
+    paired: bool = Field(
+        False,
+        description="neighbours rule: the noise tolerance compares two LRs seed by seed (the standard error of their "
+        "per-seed differences, where they share two or more seeds: a seed starts the head and orders the batches "
+        "alike at every LR) rather than each LR's spread on its own",
+    )
     late: Annotated[list[LateRungs] | None, BeforeValidator(_as_list)] = Field(
         None,
         max_length=20,
@@ -158,8 +164,8 @@ class EarlyStopping(BaseModel):
         return tuple(st.stage() for st in self.late or [])
 
     def keep_rule(self) -> KeepRule:
-        """The rule the scheduler applies at each rung (`neighbours`, `margin`, `noise` and `late` count under the
-        neighbours rule only)."""
+        """The rule the scheduler applies at each rung (`neighbours`, `margin`, `noise`, `paired` and `late` count
+        under the neighbours rule only)."""
         if self.rule == "neighbours":
             return KeepRule(
                 self.reduction_factor,
@@ -167,6 +173,7 @@ class EarlyStopping(BaseModel):
                 margin=self.margin,
                 noise=self.noise,
                 stages=self.stages(),
+                paired=self.paired,
             )
         return KeepRule(self.reduction_factor)
 

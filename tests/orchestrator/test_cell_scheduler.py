@@ -16,7 +16,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from orchestrator import sinks
 from orchestrator.cell_scheduler import CellScheduler, cell_of, epochs_of, sweep_trial_id
-from orchestrator.halving import KeepRule, Member, Stage, Window, decide, rung_epochs
+from orchestrator.halving import KeepRule, Member, Stage, Window, decide, deficit_se, rung_epochs
 from orchestrator.results import ResultsStore
 from tests.orchestrator.test_results import report
 from worker.config import TrialConfig
@@ -406,6 +406,53 @@ def test_the_noise_tolerance_keeps_an_lr_whose_deficit_the_seeds_spread_could_ex
         _cell({lr: v[:1] for lr, v in noisy.items()}), [1], KeepRule(neighbours=0, noise=2.0), epochs=8
     ).decisions
     assert d.promoted == {1e-3, 1e-2}  # 0.9 and 0.9: a tie
+
+
+def _seeded(scores: dict[float, list[float]]) -> dict[str, Member]:
+    """`_cell`, its trials knowing their seeds (the i-th score of every LR is seed i's)."""
+    cell = _cell(scores)
+    for tid, m in cell.items():
+        m.seed = int(tid.rpartition("-s")[2])
+    return cell
+
+
+def test_paired_noise_compares_lrs_seed_by_seed() -> None:
+    # 1e-2 trails the leader by 0.06 on the mean. Each LR's seeds agree within 0.03 (sd), so unpaired 2 standard
+    # errors, 2 * sqrt(2 * 0.03**2 / 3) = 0.049, do not cover 0.06; but where the leader's seed did well, 1e-2's
+    # did badly: the per-seed differences 0, 0.12, 0.06 have an sd of 0.06, so paired 2 * 0.06 / sqrt(3) = 0.069 do
+    crossing = {1e-4: [0.1, 0.1, 0.1], 1e-3: [0.80, 0.86, 0.83], 1e-2: [0.80, 0.74, 0.77]}
+    unpaired = KeepRule(neighbours=0, noise=2.0)
+    paired = KeepRule(neighbours=0, noise=2.0, paired=True)
+    [d] = decide(_seeded(crossing), [1], unpaired, epochs=8).decisions
+    assert d.promoted == {1e-3}
+    [d] = decide(_seeded(crossing), [1], paired, epochs=8).decisions
+    assert d.promoted == {1e-3, 1e-2}
+    # seeds that move both LRs alike: a hard seed 0, an easy seed 1. Unpaired, the spread (sd 0.15) explains the
+    # 0.05 deficit; paired, every seed says 0.05, with no spread, and 1e-2 stops
+    alike = {1e-4: [0.1, 0.1, 0.1], 1e-3: [0.60, 0.90, 0.75], 1e-2: [0.55, 0.85, 0.70]}
+    [d] = decide(_seeded(alike), [1], unpaired, epochs=8).decisions
+    assert d.promoted == {1e-3, 1e-2}
+    [d] = decide(_seeded(alike), [1], paired, epochs=8).decisions
+    assert d.promoted == {1e-3}
+    # trials of unknown seed, or fewer than 2 seeds in common, pair with nothing: the unpaired rule applies
+    [d] = decide(_cell(alike), [1], paired, epochs=8).decisions
+    assert d.promoted == {1e-3, 1e-2}
+    assert deficit_se({0: 0.6, 1: 0.9}, {1: 0.85, 2: 0.7}, paired=True) == pytest.approx(
+        deficit_se({0: 0.6, 1: 0.9}, {1: 0.85, 2: 0.7}, paired=False)
+    )
+
+
+def test_a_paired_rule_through_the_scheduler_takes_each_trials_seed_from_its_config() -> None:
+    sched = CellScheduler(rule=KeepRule(neighbours=0, noise=2.0, paired=True), rungs=[0.25])  # rung at epoch 1
+    ts = {(lr, seed): trial("tiny_vit", lr, seed=seed) for lr in (1e-3, 1e-2) for seed in (0, 1, 2)}
+    tune = FakeTune(sched, list(ts.values()))
+    alike = {1e-3: [0.60, 0.90, 0.75], 1e-2: [0.55, 0.85, 0.70]}  # unpaired, 1e-2 would go on (above)
+    decisions = {k: tune.result(t, 1, alike[k[0]][k[1]]) for k, t in ts.items()}
+    assert decisions[(1e-2, 2)] == STOP and {k for k, t in ts.items() if t.status == Trial.TERMINATED} == {
+        (1e-2, 0),
+        (1e-2, 1),
+        (1e-2, 2),
+    }
 
 
 def _curves(curves: dict[float, list[float]]) -> dict[str, Member]:

@@ -167,6 +167,7 @@ def test_recorded_trials_are_the_same_from_the_store_and_from_its_files(tmp_path
     assert [r.trial_id for r in recorded] == [a, b]
     assert first.cell == ("tiny_vit", "synth_style", "sgd") and first.lr == 1e-3 and first.status == "completed"
     assert first.scores == {1: 0.5, 3: 0.7} and first.reached == 3
+    assert [r.seed for r in recorded] == [c.seed for c in configs()]  # what a paired rule pairs by
     assert recorded[1].scores == {} and recorded[1].reached == 0 and recorded[1].status == "pending"
     assert recorded_trials(read_trials(tmp_path).to_pylist(), read_epochs(tmp_path).to_pylist()) == recorded
 

@@ -152,6 +152,7 @@ def test_the_early_stopping_rule_is_one_of_two_and_its_settings_are_bounded() ->
         ({"late": {"above": -1}}, "early_stopping.late[0].above", "greater than or equal to 0"),
         ({"late": [{"start": 0.7}, {"start": 0.3}]}, "early_stopping.late", "increasing fractions"),
         ({"late": [{"start": 0.3, "noise": 11}]}, "early_stopping.late[0].noise", "less than or equal to 10"),
+        ({"paired": "seeds"}, "early_stopping.paired", "valid boolean"),
     ):
         with pytest.raises(SweepSpecError) as e:
             load_spec({**_spec(), "early_stopping": {"enabled": True, **bad}})
@@ -166,7 +167,9 @@ def test_the_driver_hands_the_specs_rule_to_the_scheduler() -> None:
     assert (rule.neighbours, rule.margin, rule.noise, rule.stages) == (1, 0.02, 0.0, ())
     late = {"enabled": True, "rule": "neighbours", "noise": 2, "late": {"start": 0.5}}
     rule = early_stopping_scheduler(load_spec({**_spec(), "early_stopping": late}), "s")._rule
-    assert (rule.noise, rule.stages) == (2.0, (Stage(0.5, below=0),))
+    assert (rule.noise, rule.stages, rule.paired) == (2.0, (Stage(0.5, below=0),), False)
+    rule = early_stopping_scheduler(load_spec({**_spec(), "early_stopping": {**late, "paired": True}}), "s")._rule
+    assert rule.paired
     assert (rule.window_at(0.125).below, rule.window_at(0.5).below) == (1, 0)
     staged = {
         "enabled": True,
