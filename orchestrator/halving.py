@@ -12,14 +12,15 @@ Two rules: successive halving keeps the top 1/reduction_factor of the LRs (Jamie
 form of Hyperband's first bracket); the neighbours rule keeps the leading LR, its neighbours on the grid and any
 LR close to its score, since the final choice is rarely more than a grid step from an early leader while the
 order among the leader's neighbours is still noise that early (bench/early_stopping.py measures both). "Close"
-is a fixed margin, or a number of standard errors of the difference between two LRs' seed means, so that an LR
-whose deficit the seeds' spread could explain is never stopped (the racing idea: Maron & Moore, "Hoeffding
-races", NIPS 1993). Later in training the neighbours rule may narrow in stages: first to fewer LRs below
-the leader than above it (under a schedule that decays the LR, cosine to 0 here, a larger LR often trails until
-its steps shrink and then overtakes, while past the first epochs a smaller LR that trails by more than the noise
-rarely catches up), then to the leader and the LRs whose deficit is within the noise. The noise tolerance may
-also be left to the later stages: after the first epoch an LR's seeds often disagree by tens of points (some have
-left chance, some not), a spread that keeps nearly every LR and says little about where the LR ends.
+is a fixed margin, or a number of standard errors of the difference between two LRs' seed means (optionally paired
+by seed, which starts both alike), so that an LR whose deficit the seeds' spread could explain is never stopped
+(the racing idea: Maron & Moore, "Hoeffding races", NIPS 1993). Later in training the neighbours rule may narrow in
+stages: first to fewer LRs below the leader than above it (under a schedule that decays the LR, cosine to 0 here, a
+larger LR often trails until its steps shrink and then overtakes, while past the first epochs a smaller LR that
+trails by more than the noise rarely catches up), then to the leader and the LRs whose deficit is within the noise.
+The noise tolerance may also be left to the later stages: after the first epoch an LR's seeds often disagree by tens
+of points (some have left chance, some not), a spread that keeps nearly every LR and says little about where the LR
+ends.
 
 Everything here is a function of the scores, never of the order they arrived in: a sweep resumed from its
 epochs.parquet makes exactly the decisions an uninterrupted one made.
@@ -35,6 +36,9 @@ from worker.selection import summarize
 
 CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 _TOLERANCE = 1e-9  # "within the margin" includes a score that misses it by floating-point rounding only
+# seeds two LRs must share for a paired standard error: from 2 differences the sd is one number's size, too often
+# near 0 (replays of 2-seed grids lost more answers paired than unpaired)
+PAIRED_SEEDS = 3
 
 
 def rung_epochs(
@@ -174,7 +178,7 @@ class KeepRule:
     score is within `margin` of the leader's (the selection metric's units: 0.02 is 2 points of accuracy) or
     within `noise` standard errors of the difference of the two seed means (3: a deficit the seeds' spread
     could explain; an LR with one scored seed has no spread). `paired`: that standard error is the one of the
-    per-seed differences where the two LRs share two or more scored seeds: a trial's seed sets its head's
+    per-seed differences where the two LRs share `PAIRED_SEEDS` or more scored seeds: a trial's seed sets its head's
     initialization and its batch order, the same at every LR, so what a seed does to both cancels out of the
     difference (common random numbers); otherwise, and unpaired, it comes from each LR's own spread. `stages`
     change the rule later in training (`Stage`, by increasing start): from a stage's rung on, fewer steps are kept
@@ -245,9 +249,9 @@ class KeepRule:
 
 def deficit_se(leader: Mapping[object, float], other: Mapping[object, float], *, paired: bool) -> float:
     """The standard error of the difference of two LRs' seed means (`_seed_scores`: seed -> score). Paired, over
-    the seeds both scored when there are two or more: the sd of the per-seed differences / sqrt(n)."""
+    the seeds both scored when there are `PAIRED_SEEDS` or more: the sd of the per-seed differences / sqrt(n)."""
     shared = [s for s in leader if isinstance(s, int) and s in other]
-    if paired and len(shared) >= 2:
+    if paired and len(shared) >= PAIRED_SEEDS:
         return (summarize([leader[s] - other[s] for s in shared]).sd or 0.0) / math.sqrt(len(shared))
     spread = 0.0
     for values in (list(leader.values()), list(other.values())):

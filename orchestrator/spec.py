@@ -143,7 +143,7 @@ class EarlyStopping(BaseModel):
     paired: bool = Field(
         False,
         description="neighbours rule: the noise tolerance compares two LRs seed by seed (the standard error of their "
-        "per-seed differences, where they share two or more seeds: a seed starts the head and orders the batches "
+        "per-seed differences, where they share three or more seeds: a seed starts the head and orders the batches "
         "alike at every LR) rather than each LR's spread on its own",
     )
     late: Annotated[list[LateRungs] | None, BeforeValidator(_as_list)] = Field(

@@ -434,8 +434,10 @@ def test_paired_noise_compares_lrs_seed_by_seed() -> None:
     assert d.promoted == {1e-3, 1e-2}
     [d] = decide(_seeded(alike), [1], paired, epochs=8).decisions
     assert d.promoted == {1e-3}
-    # trials of unknown seed, or fewer than 2 seeds in common, pair with nothing: the unpaired rule applies
+    # trials of unknown seed, or fewer than 3 seeds in common, pair with nothing: the unpaired rule applies
     [d] = decide(_cell(alike), [1], paired, epochs=8).decisions
+    assert d.promoted == {1e-3, 1e-2}
+    [d] = decide(_seeded({lr: v[:2] for lr, v in alike.items()}), [1], paired, epochs=8).decisions
     assert d.promoted == {1e-3, 1e-2}
     assert deficit_se({0: 0.6, 1: 0.9}, {1: 0.85, 2: 0.7}, paired=True) == pytest.approx(
         deficit_se({0: 0.6, 1: 0.9}, {1: 0.85, 2: 0.7}, paired=False)
