@@ -11,15 +11,16 @@ LRs.
 
 Each grid is then replayed through the early-stopping decisions (`orchestrator.halving`, which the Tune scheduler
 applies as results arrive) under each of --settings (`Setting`: halving's reduction factor or the neighbours rule,
-then optionally `:` and the rungs as fractions of the epochs; default: the neighbours rule at epochs 1 and 4 with 3
-standard errors and late rungs; at epochs 1, 3 and 6 with 3 standard errors, narrowing in stages; with 3 standard
-errors at the first rung and a 1-point margin at the later ones; with a 1-point margin throughout; at epochs 1 and
-4 with a 5-point margin; halving at factor 3): a trial counts the epochs up to the rung its LR was stopped at
-(--live uses the first setting). The decisions depend on the scores alone, never on the order results arrive in, so
-the replay stops exactly the trials a live early-stopped sweep stops. What a live run adds is the cost of pausing
-and restoring trials at a rung; --live measures it on the demo grid (the demo grid with early stopping on and off,
-one after the other): the wall times, the early-stopped run's own figures against the full run's, and the replay of
-the full run's results, so that live and replay are compared on the same trials.
+then optionally `:` and the rungs as fractions of the epochs; default: the neighbours rule with 3 standard errors
+paired by seed and a wide first rung narrowing at epochs 2, 3 and 6 (`WIDE_FIRST_RUNG`); the same unpaired; at
+epochs 1 and 4 with 3 standard errors and late rungs, unpaired and paired; at epochs 1, 3 and 6 with 3 standard
+errors, narrowing in stages; with 3 standard errors at the first rung and a 1-point margin at the later ones; at
+epochs 1 and 4 with a 5-point margin; halving at factor 3): a trial counts the epochs up to the rung its LR was
+stopped at (--live uses the first setting). The decisions depend on the scores alone, never on the order results
+arrive in, so the replay stops exactly the trials a live early-stopped sweep stops. What a live run adds is the cost
+of pausing and restoring trials at a rung; --live measures it on the demo grid (the demo grid with early stopping on
+and off, one after the other): the wall times, the early-stopped run's own figures against the full run's, and the
+replay of the full run's results, so that live and replay are compared on the same trials.
 
 Printed on the last lines, per grid and setting: epochs and trial-seconds of the early-stopped grid against the
 full one; in how many (model, dataset, method) cells the selection rule chooses the full grid's LR; the largest
@@ -59,6 +60,9 @@ from worker.selection import reports_last_epoch, select_cells  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".cache" / "bench-data"
 WEIGHTS = ROOT / ".cache" / "bench-weights"
+# two steps above the leader and one below at epoch 1, one either side at epoch 2, the leader and the LR above it from
+# epoch 3, the leader alone from epoch 6 (of 8), each with whatever the tolerances keep
+WIDE_FIRST_RUNG = "/b1@0.125/b1a1@0.25/b0@0.375/b0a0@0.75:0.125,0.25,0.375,0.5,0.75"
 SIX = {  # half a decade apart, holding the demo's 5 LRs per method
     "sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
     "sgd_freeze_embed": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
@@ -287,7 +291,18 @@ def agreement(full: Figures, stopped: Figures) -> str:
 
 
 def subset(trials: pa.Table, epochs: pa.Table, lrs: dict[str, list[float]]) -> tuple[pa.Table, pa.Table]:
-    keep = {t["trial_id"] for t in trials.to_pylist() if t["lr"] in lrs[t["method"]]}
+    return _only(trials, epochs, {t["trial_id"] for t in trials.to_pylist() if t["lr"] in lrs[t["method"]]})
+
+
+def of_seeds(trials: pa.Table, epochs: pa.Table, seeds: list[int]) -> tuple[pa.Table, pa.Table]:
+    kept = _only(trials, epochs, {t["trial_id"] for t in trials.to_pylist() if t["seed"] in seeds})
+    if kept[0].num_rows == 0:
+        known = sorted(set(trials["seed"].to_pylist()))
+        raise SystemExit(f"no trial of seeds {seeds} in the grid (its seeds: {known})")
+    return kept
+
+
+def _only(trials: pa.Table, epochs: pa.Table, keep: set[str]) -> tuple[pa.Table, pa.Table]:
     ids = pa.array(sorted(keep), pa.string())
     return trials.filter(pc.is_in(trials["trial_id"], value_set=ids)), epochs.filter(
         pc.is_in(epochs["trial_id"], value_set=ids)
@@ -302,9 +317,7 @@ def seed_left_out(trials: pa.Table, epochs: pa.Table, full: Figures) -> list[str
     per_lr = {c.key: {s.lr: s for s in c.per_lr} for c in select_cells(trials.to_pylist(), epochs.to_pylist())}
     lines = []
     for seed in seeds if len(seeds) > 1 else []:
-        t = trials.filter(pc.not_equal(trials["seed"], seed))
-        ids = pa.array(sorted(set(t.column("trial_id").to_pylist())), pa.string())
-        chosen = figures(t, epochs.filter(pc.is_in(epochs["trial_id"], value_set=ids)), None).chosen
+        chosen = figures(*of_seeds(trials, epochs, [s for s in seeds if s != seed]), None).chosen
         table: dict[tuple[str, str, str, str], float | None] = {}
         for key, lr in chosen.items():
             summary = per_lr[key].get(lr) if lr is not None else None
@@ -342,16 +355,24 @@ def main() -> None:
         "--settings",
         nargs="+",
         default=[
+            f"n2z3p{WIDE_FIRST_RUNG}",
+            f"n2z3{WIDE_FIRST_RUNG}",
             "n1z3b0@0.5:0.125,0.5",
+            "n1z3pb0@0.5:0.125,0.5",
             "n1z3/b0@0.25/a0@0.5:0.125,0.375,0.75",
             "n1z3/m0.01z0@0.25/a0@0.5:0.125,0.375,0.75",
-            "n1m0.01/b0@0.25/a0@0.5:0.125,0.375,0.75",
             "n1m0.05:0.125,0.5",
             "3",
         ],
         help="see Setting",
     )
     p.add_argument("--results", help="a finished full grid's sweep directory to replay instead of running one")
+    p.add_argument(
+        "--only-seeds",
+        nargs="+",
+        type=int,
+        help="replay the grid's trials of these seeds only (the demo runs 2: what its seeds alone would decide)",
+    )
     p.add_argument(
         "--against",
         help="another full grid (other seeds, another draw of the data): how much its answers differ from this "
@@ -385,6 +406,8 @@ def main() -> None:
             shutil.copytree(sweep, kept, ignore=shutil.ignore_patterns("tune"))
             print(f"(its results are kept in {kept}; --results {kept} replays them)", flush=True)
         trials, epochs = read_trials(sweep), read_epochs(sweep)
+        if args.only_seeds:
+            trials, epochs = of_seeds(trials, epochs, args.only_seeds)
         lines = []
         for label, lrs in (("6-LR grid", SIX), ("demo grid", demo_lrs)):
             t, e = subset(trials, epochs, lrs)
