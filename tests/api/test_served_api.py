@@ -36,6 +36,7 @@ SWEEPS = "/api/v1/sweeps"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"Content-Type": "application/json"}
 RAY_TIMEOUT_S = 2  # the service's per-call limit on the cluster in these tests
+REAL_RAY_TIMEOUT_S = "60"  # against a real Ray, whose job server may take seconds on a busy machine
 BOUND_S = 15  # "answered, not hung": far above the timeouts, far below forever
 
 
@@ -378,7 +379,7 @@ def test_two_api_processes_resume_a_sweep_once(ray_dashboard: str, tmp_path: Pat
     driver.write_text("#!/bin/sh\necho 'a driver that fails at once' >&2\nexit 3\n")
     driver.chmod(0o755)
     shared = {} if registry == "sqlite" else {"registry": request.getfixturevalue("postgres_server").new_database()}
-    env = _env(tmp_path, ray_dashboard, python=str(driver), **shared)
+    env = _env(tmp_path, ray_dashboard, python=str(driver), ray_timeout_s=REAL_RAY_TIMEOUT_S, **shared)
     one, other = Served(tmp_path, env, "one"), Served(tmp_path, env, "two")
     try:
         with one.client(headers=AUTH) as a, other.client(headers=AUTH) as b:
@@ -473,7 +474,7 @@ def _ray_jobs(dashboard: str) -> list[dict[str, Any]]:
 def test_an_api_killed_mid_submit_leaves_a_sweep_the_next_start_adopts(ray_dashboard: str, tmp_path: Path):
     proxy = HoldingProxy(ray_dashboard)
     driver = _script(tmp_path / "long-driver", "sleep 300")
-    env = _env(tmp_path, proxy.url, python=driver, node_cpus="2", ray_timeout_s="60")
+    env = _env(tmp_path, proxy.url, python=driver, node_cpus="2", ray_timeout_s=REAL_RAY_TIMEOUT_S)
     api = Served(tmp_path, env, "dies")
     registry = tmp_path / "storage" / "registry.sqlite3"
     try:
@@ -488,7 +489,8 @@ def test_an_api_killed_mid_submit_leaves_a_sweep_the_next_start_adopts(ray_dashb
             row = db.execute("SELECT id, status, job_ids_json FROM sweeps").fetchone()
         assert row == (job["submission_id"], "submitted", "[]")  # recorded, its job not: the crash of the issue
         sid = row[0]
-        again = Served(tmp_path, _env(tmp_path, ray_dashboard, python=driver, node_cpus="2"), "restarted")
+        restarted = _env(tmp_path, ray_dashboard, python=driver, node_cpus="2", ray_timeout_s=REAL_RAY_TIMEOUT_S)
+        again = Served(tmp_path, restarted, "restarted")
         try:
 
             def adopted() -> bool:
@@ -516,7 +518,7 @@ def _post_quietly(http: httpx.Client, body: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_a_driver_killed_on_ray_leaves_files_that_say_so(ray_dashboard: str, data_root: Path, tmp_path: Path):
-    env = _env(tmp_path, ray_dashboard, node_cpus="2")
+    env = _env(tmp_path, ray_dashboard, node_cpus="2", ray_timeout_s=REAL_RAY_TIMEOUT_S)
     api = Served(tmp_path, env)
     spec = {
         **spec_body(datasets=["synth_style"], methods=["sgd"], lrs={"sgd": [1e-2, 3e-2]}),
