@@ -62,7 +62,7 @@ DATA = ROOT / ".cache" / "bench-data"
 WEIGHTS = ROOT / ".cache" / "bench-weights"
 # two steps above the leader and one below at epoch 1, one either side at epoch 2, the leader and the LR above it from
 # epoch 3, the leader alone from epoch 6 (of 8), each with whatever the tolerances keep (kept every answer of grids H,
-# I and F', lost 2 of the held-out E''s at epoch 2: README, "What early stopping trades")
+# I and F', lost 2 of the held-out E''s, at epochs 2 and 3, and 2 of J's: README, "What early stopping trades")
 WIDE_FIRST_RUNG = "/b1@0.125/b1a1@0.25/b0@0.375/b0a0@0.75:0.125,0.25,0.375,0.5,0.75"
 SIX = {  # half a decade apart, holding the demo's 5 LRs per method
     "sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
