@@ -227,21 +227,21 @@ class KeepRule:
         scores: Mapping[float, float],
         grid: Sequence[float],
         *,
-        deficit_se: Mapping[float, float] | None = None,
+        standard_errors: Mapping[float, float] | None = None,
         fraction: float = 0.0,
     ) -> frozenset[float]:
         """The LRs of `ranked` (scored, best first) that go on; `grid` is every LR of the cell, in order;
-        `deficit_se` the standard error of each LR's deficit to the leader (`deficit_se`); `fraction` the rung's
-        place in the epochs."""
+        `standard_errors` the standard error of each LR's deficit to the leader (`deficit_se`); `fraction` the
+        rung's place in the epochs."""
         w = self.window_at(fraction)
         if w is None:
             return frozenset(ranked[: max(1, math.ceil(len(ranked) / self.reduction_factor))])
         leader = ranked[0]
         lead = grid.index(leader)
-        deficit_se = deficit_se or {}
+        standard_errors = standard_errors or {}
 
         def close(g: float) -> bool:
-            noise = w.noise * deficit_se.get(g, 0.0)
+            noise = w.noise * standard_errors.get(g, 0.0)
             return scores[leader] - scores[g] <= max(w.margin, noise) + _TOLERANCE
 
         return frozenset(g for g in ranked if -w.below <= grid.index(g) - lead <= w.above or close(g))
@@ -277,7 +277,7 @@ def decide(members: Mapping[str, Member], rungs: Sequence[int], rule: KeepRule, 
         if not ranked:
             break  # nothing reached this rung with a score (all diverged or failed): nothing to compare
         se = {g: deficit_se(seeds[ranked[0]], seeds[g], paired=rule.paired) for g in ranked}
-        promoted = rule.promote(ranked, scores, grid, deficit_se=se, fraction=rung / max(1, epochs))
+        promoted = rule.promote(ranked, scores, grid, standard_errors=se, fraction=rung / max(1, epochs))
         decisions.append(RungDecision(rung, participants, ranked, promoted))
         participants = promoted
     return CellState(tuple(decisions), None, frozenset())
