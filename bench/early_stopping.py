@@ -55,7 +55,7 @@ from orchestrator.halving import Member, decide  # noqa: E402
 from orchestrator.results import read_epochs, read_trials, recorded_trials  # noqa: E402
 from orchestrator.spec import SweepSpec, load_preset  # noqa: E402
 from worker.records import TrialStatus  # noqa: E402
-from worker.selection import reports_last_epoch, select_cells  # noqa: E402
+from worker.selection import CellResult, LrSummary, reports_last_epoch, select_cells  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".cache" / "bench-data"
@@ -252,15 +252,24 @@ def figures(trials: pa.Table, epochs: pa.Table, last: dict[str, int] | None) -> 
     cells = select_cells(trial_rows, kept)
     table: dict[tuple[str, str, str, str], float | None] = {}
     for c in cells:
-        for name, metric in (("ood", "ood_test"), ("id", "id_test")):
-            v = c.mean(metric)
-            table[(c.model, c.dataset, c.method, name)] = None if v is None else 100.0 * v
+        table |= table_cells(c.key, c)
     return Figures(
         epochs=len(kept),
         trial_seconds=sum(r["epoch_time_s"] or 0.0 for r in kept),
         chosen={c.key: c.chosen_lr for c in cells},
         table=table,
     )
+
+
+def table_cells(
+    key: tuple[str, str, str], result: CellResult | LrSummary | None
+) -> dict[tuple[str, str, str, str], float | None]:
+    """A cell's OOD and ID table values, in percent, from its chosen LR's result (None: no choice)."""
+    out: dict[tuple[str, str, str, str], float | None] = {}
+    for name, metric in (("ood", "ood_test"), ("id", "id_test")):
+        v = result.mean(metric) if result is not None else None
+        out[(*key, name)] = None if v is None else 100.0 * v
+    return out
 
 
 def compare(label: str, full: Figures, stopped: Figures) -> str:
@@ -321,10 +330,7 @@ def seed_left_out(trials: pa.Table, epochs: pa.Table, full: Figures) -> list[str
         chosen = figures(*of_seeds(trials, epochs, [s for s in seeds if s != seed]), None).chosen
         table: dict[tuple[str, str, str, str], float | None] = {}
         for key, lr in chosen.items():
-            summary = per_lr[key].get(lr) if lr is not None else None
-            for name, metric in (("ood", "ood_test"), ("id", "id_test")):
-                v = summary.mean(metric) if summary else None
-                table[(*key, name)] = None if v is None else 100.0 * v
+            table |= table_cells(key, per_lr[key].get(lr) if lr is not None else None)
         other = Figures(full.epochs, full.trial_seconds, chosen, table)
         lines.append(f"  the full grid's choice without seed {seed}, against its own: {agreement(full, other)}")
     return lines
