@@ -37,6 +37,7 @@ from early_stopping import SIX, Figures, agreement, figures, subset  # the sibli
 from orchestrator.halving import Member, decide, rung_epochs
 from orchestrator.results import read_epochs, read_trials, recorded_trials
 from orchestrator.spec import EarlyStopping, load_preset
+from worker.records import TrialStatus
 from worker.selection import choose_lr, reports_last_epoch, select_cells, summarize
 
 SAME_LR = 0.95  # the targets: the same LR in this share of cells, no table cell moved by more than MOVE points
@@ -376,11 +377,38 @@ def winner_ranks(views: Sequence[View]) -> list[str]:
     return lines
 
 
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
+def read_full_grid(d: str) -> tuple[Any, Any]:
+    """A kept grid's trials and epochs; refused unless every trial ended by itself (ran every epoch or diverged), since
+    the bound is against a full grid."""
+    if not (Path(d) / "trials.parquet").is_file():
+        raise SystemExit(
+            f"{d}: no trials.parquet there; --results takes full grids kept by bench/early_stopping.py --keep"
+        )
+    trials = read_trials(d)
+    cut = Counter(t["status"] for t in trials.to_pylist() if t["status"] not in TrialStatus.SELF_ENDED)
+    if trials.num_rows == 0 or cut:
+        raise SystemExit(
+            f"{d}: {trials.num_rows} trials, of which {dict(cut)} did not end by themselves; --results takes full "
+            f"grids, every trial {' or '.join(sorted(TrialStatus.SELF_ENDED))}"
+        )
+    return trials, read_epochs(d)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", nargs="+", required=True, help="full grids kept by bench/early_stopping.py --keep")
-    p.add_argument("--evaluations", type=int, default=10000, help="neighbours settings tried per LR set")
-    p.add_argument("--starts", type=int, default=30, help="random starts of the hill climb")
+    p.add_argument("--evaluations", type=positive, default=10000, help="neighbours settings tried per LR set")
+    p.add_argument("--starts", type=positive, default=30, help="starts of the hill climb (the first: the suggestion)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -390,7 +418,7 @@ def main() -> None:
     for label, lrs in (("6-LR grid", SIX), ("demo grid", demo_lrs)):
         views = []
         for d in args.results:
-            trials, epochs = subset(read_trials(d), read_epochs(d), lrs)
+            trials, epochs = subset(*read_full_grid(d), lrs)
             views.append(load_view(Path(d).name, trials, epochs))
         if lrs is SIX:
             ranks = views
