@@ -65,6 +65,8 @@ WEIGHTS = ROOT / ".cache" / "bench-weights"
 # epoch 3, the leader alone from epoch 6 (of 8), each with whatever the tolerances keep (kept every answer of grids H,
 # I and F', lost 2 of the held-out E''s, at epochs 2 and 3, and 2 of J's: README, "What early stopping trades")
 WIDE_FIRST_RUNG = "/b1@0.125/b1a1@0.25/b0@0.375/b0a0@0.75:0.125,0.25,0.375,0.5,0.75"
+# the README's suggested setting: `noise: 3, paired: true, late: {start: 0.5}, rungs: [0.125, 0.5]`
+SUGGESTED = "n1z3pb0@0.5:0.125,0.5"
 SIX = {  # half a decade apart, holding the demo's 5 LRs per method
     "sgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
     "sgd_freeze_embed": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
@@ -220,16 +222,21 @@ def replay_scheduler(spec: SweepSpec) -> CellScheduler:
     return scheduler
 
 
-def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int]:
-    """The last epoch each trial runs under the spec's early stopping, from the scheduler's own decisions."""
+def cell_members(trials: pa.Table, epochs: pa.Table) -> dict[tuple[str, str, str], dict[str, Member]]:
+    """Each cell's trials as the scheduler knows them, rebuilt from a grid's results (as a resumed sweep's are)."""
     cells: dict[tuple[str, str, str], dict[str, Member]] = {}
-    last: dict[str, int] = {}
     for rec in recorded_trials(trials.to_pylist(), epochs.to_pylist()):
         _, dataset, method = rec.cell
         m = Member(group=rec.lr, last_epoch_rule=reports_last_epoch(method, dataset), seed=rec.seed)
         m.merge(rec)
         cells.setdefault(rec.cell, {})[rec.trial_id] = m
-        last[rec.trial_id] = m.reached
+    return cells
+
+
+def stop_epochs(spec: SweepSpec, trials: pa.Table, epochs: pa.Table) -> dict[str, int]:
+    """The last epoch each trial runs under the spec's early stopping, from the scheduler's own decisions."""
+    cells = cell_members(trials, epochs)
+    last = {tid: m.reached for members in cells.values() for tid, m in members.items()}
     scheduler = replay_scheduler(spec)
     rule = spec.early_stopping.keep_rule()
     for members in cells.values():
@@ -363,7 +370,7 @@ def main() -> None:
         "--settings",
         nargs="+",
         default=[
-            "n1z3pb0@0.5:0.125,0.5",
+            SUGGESTED,
             "n1z3b0@0.5:0.125,0.5",
             f"n2z3p{WIDE_FIRST_RUNG}",
             "n1z3/b0@0.25/a0@0.5:0.125,0.375,0.75",

@@ -29,16 +29,27 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from early_stopping import SIX, Figures, agreement, figures, subset  # the sibling bench: one replay for both
+from early_stopping import (  # the sibling bench: one replay for both
+    SIX,
+    SUGGESTED,
+    Figures,
+    Setting,
+    agreement,
+    cell_members,
+    figures,
+    subset,
+    table_cells,
+)
 
 from orchestrator.halving import Member, decide, rung_epochs
-from orchestrator.results import read_epochs, read_trials, recorded_trials
+from orchestrator.results import read_epochs, read_trials
 from orchestrator.spec import EarlyStopping, load_preset
 from worker.records import TrialStatus
-from worker.selection import choose_lr, reports_last_epoch, select_cells, summarize
+from worker.selection import choose_lr, select_cells, summarize
 
 SAME_LR = 0.95  # the targets: the same LR in this share of cells, no table cell moved by more than MOVE points
 MOVE = 1.0
@@ -47,15 +58,7 @@ NOISES = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 STEPS = (0, 1, 2)
 MAX_STAGES = 3
 MAX_RUNGS = 5
-# the README's suggested setting, the search's first start: `noise: 3, paired: true, late: {start: 0.5}`, epochs 1, 4
-SUGGESTED = {
-    "rungs": [0.125, 0.5],
-    "neighbours": 1,
-    "margin": 0.0,
-    "noise": 3.0,
-    "paired": True,
-    "late": [{"start": 0.5, "below": 0, "above": None, "margin": None, "noise": None}],
-}
+Table = dict[tuple[str, str, str, str], float | None]  # (model, dataset, method, ood|id) -> percent
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Cell:
     members: dict[str, Member]
     lrs: list[float]  # ascending
     preference: list[float]  # the full grid's choice rule over all its LRs, first choice first
-    table: dict[float, tuple[float, float]]  # LR -> its OOD and ID table values, percent
+    table: dict[float, Table]  # LR -> the cell's OOD and ID table values were it chosen
     seconds: dict[float, list[float]]  # LR -> trial-seconds of its trials up to each epoch (index 0: none)
     epochs: int
     means: dict[int, dict[float, float]]  # epoch -> LR -> seed-mean best ID validation so far (the rungs' measure)
@@ -85,9 +88,14 @@ class View:
     trials: Any  # pa.Table, for the final replay through the selection rule
     epochs_table: Any
 
-    @property
+    @cached_property
     def total_seconds(self) -> float:
         return sum(s[-1] for c in self.cells for s in c.seconds.values())
+
+    @cached_property
+    def full(self) -> Figures:
+        """The full grid's own figures, through the selection rule."""
+        return figures(self.trials, self.epochs_table, None)
 
 
 @dataclass(frozen=True)
@@ -110,26 +118,22 @@ def load_view(name: str, trials: Any, epochs: Any) -> View:
     per_trial: dict[str, dict[int, float]] = {}
     for r in rows:
         per_trial.setdefault(r["trial_id"], {})[r["epoch"]] = r["epoch_time_s"] or 0.0
-    members: dict[tuple[str, str, str], dict[str, Member]] = {}
-    for rec in recorded_trials(trials.to_pylist(), rows):
-        m = Member(group=rec.lr, last_epoch_rule=reports_last_epoch(rec.cell[2], rec.cell[1]), seed=rec.seed)
-        m.merge(rec)
-        members.setdefault(rec.cell, {})[rec.trial_id] = m
+    members = cell_members(trials, epochs)
     cells = []
     for result in select_cells(trials.to_pylist(), rows):
-        cell_members = members[result.key]
-        planned = max(m.reached for m in cell_members.values())
-        lrs = sorted({m.group for m in cell_members.values()})
+        in_cell = members[result.key]
+        planned = max(m.reached for m in in_cell.values())
+        lrs = sorted({m.group for m in in_cell.values()})
         seconds = {lr: [0.0] * (planned + 1) for lr in lrs}
-        for tid, m in cell_members.items():
+        for tid, m in in_cell.items():
             for e in range(1, planned + 1):
                 seconds[m.group][e] += per_trial.get(tid, {}).get(e, 0.0)
         for lr in lrs:
             for e in range(1, planned + 1):
                 seconds[lr][e] += seconds[lr][e - 1]
-        table = {s.lr: tuple(100.0 * (s.mean(k) or 0.0) for k in ("ood_test", "id_test")) for s in result.per_lr}
-        means = {e: seed_means(cell_members.values(), e) for e in range(1, planned + 1)}
-        cells.append(Cell(cell_members, lrs, preference(list(result.per_lr)), table, seconds, planned, means))  # type: ignore[arg-type]
+        table = {s.lr: table_cells(result.key, s) for s in result.per_lr}
+        means = {e: seed_means(in_cell.values(), e) for e in range(1, planned + 1)}
+        cells.append(Cell(in_cell, lrs, preference(list(result.per_lr)), table, seconds, planned, means))
     return View(name, cells, trials, epochs)
 
 
@@ -159,7 +163,8 @@ def judge(view: View, stops_of: Callable[[Cell], Stops], *, floor: float | None 
         if choice == full_choice:
             same += 1
         elif choice is not None and full_choice is not None:
-            move = max(move, *(abs(a - b) for a, b in zip(cell.table[choice], cell.table[full_choice], strict=True)))
+            ours, theirs = cell.table[choice], cell.table[full_choice]
+            move = max(move, *(abs((ours[k] or 0.0) - (theirs[k] or 0.0)) for k in theirs))
     return Outcome(1.0 - spent / total, same, len(view.cells), move)
 
 
@@ -255,9 +260,9 @@ def mutate(setting: dict[str, Any], rng: random.Random, epochs: int) -> dict[str
             at[rng.randrange(len(at))] = rng.choice(free)
     elif move == 3:
         name = rng.choice(("neighbours", "margin", "noise", "paired"))
-        s[name] = {"neighbours": rng.choice(STEPS), "margin": rng.choice(MARGINS), "noise": rng.choice(NOISES)}.get(
-            name, not s["paired"]
-        )
+        # every field drawn whichever is changed, so that one seed always makes one search
+        drawn = {"neighbours": rng.choice(STEPS), "margin": rng.choice(MARGINS), "noise": rng.choice(NOISES)}
+        s[name] = drawn.get(name, not s["paired"])
     elif move == 4 and s["late"]:
         stage = rng.choice(s["late"])
         key = rng.choice(("below", "above", "margin", "noise"))
@@ -286,15 +291,15 @@ def assess(views: Sequence[View], setting: dict[str, Any], *, beat: Found | None
     """The setting on every view; None as soon as it cannot beat `beat` (a setting that meets every target and
     saves more is all that can)."""
     stops = neighbours_stops(setting)
+    floor = beat.saved if beat is not None and beat.misses == 0 else None  # only a setting meeting every target beats
     misses, saved = 0, 1.0
     for view in views:
-        floor = beat.saved if beat is not None and beat.misses == 0 else None
         out = judge(view, stops, floor=floor)
         if out is None:
             return None
         misses += not out.meets
         saved = min(saved, out.saved)
-        if beat is not None and beat.misses == 0 and misses:
+        if floor is not None and misses:
             return None
     return Found(setting, misses, saved)
 
@@ -303,12 +308,19 @@ def better(a: Found, b: Found) -> bool:
     return (a.misses, -a.saved) <= (b.misses, -b.saved)
 
 
+def suggested() -> dict[str, Any]:
+    """The README's suggested setting (the sibling bench's first), the search's first start."""
+    fields = Setting.parse(SUGGESTED).spec_fields()
+    stages = [dict.fromkeys(("start", "below", "above", "margin", "noise")) | st for st in fields["late"] or []]
+    return {k: v for k, v in fields.items() if k not in ("reduction_factor", "rule")} | {"late": stages}
+
+
 def search(views: Sequence[View], *, evaluations: int, starts: int, seed: int, epochs: int) -> Found:
     rng = random.Random(seed)
     per_start = max(1, evaluations // starts)
     best: Found | None = None
     for i in range(starts):
-        first = SUGGESTED if i == 0 and epochs == 8 else random_setting(rng, epochs)
+        first = suggested() if i == 0 and epochs == 8 else random_setting(rng, epochs)
         current = assess(views, first, beat=None)
         assert current is not None
         for _ in range(per_start):
@@ -352,9 +364,8 @@ def replayed(view: View, stops_of: Callable[[Cell], Stops]) -> str:
         stops = stops_of(cell)
         for tid, m in cell.members.items():
             last[tid] = min(m.reached, stops.get(m.group, m.reached))
-    full: Figures = figures(view.trials, view.epochs_table, None)
     cut = figures(view.trials, view.epochs_table, last)
-    return f"{view.name}: {1 - cut.trial_seconds / full.trial_seconds:.1%} saved, {agreement(full, cut)}"
+    return f"{view.name}: {1 - cut.trial_seconds / view.full.trial_seconds:.1%} saved, {agreement(view.full, cut)}"
 
 
 def winner_ranks(views: Sequence[View]) -> list[str]:
@@ -415,11 +426,9 @@ def main() -> None:
     demo_lrs = load_preset("demo").lrs
     lines: list[str] = []
     ranks: list[View] = []
+    grids = [(Path(d).name, read_full_grid(d)) for d in args.results]
     for label, lrs in (("6-LR grid", SIX), ("demo grid", demo_lrs)):
-        views = []
-        for d in args.results:
-            trials, epochs = subset(*read_full_grid(d), lrs)
-            views.append(load_view(Path(d).name, trials, epochs))
+        views = [load_view(name, *subset(*grid, lrs)) for name, grid in grids]
         if lrs is SIX:
             ranks = views
         n_lrs = max(len(c.lrs) for v in views for c in v.cells)
